@@ -1,0 +1,52 @@
+// The conv2d kernel family on the CPU: forward, gradient to the input, to the weight, to the bias.
+// Every algorithm implements the same three entry points over one ConvParams; conv_transpose2d
+// reuses them (see common/conv_params.h). Arrays are contiguous NCHW; outputs are write-only
+// (the kernels never read what the caller put there).
+#pragma once
+#include "common/conv_params.h"
+#include "common/select_algo.h"
+
+namespace convcore::cpu {
+
+// Dispatch by algorithm (Reference runs csrc/ref).
+template <typename T>
+void conv2d_forward(ConvAlgo algo, const ConvParams& p, const T* x, const T* w, const T* bias, T* y);
+template <typename T>
+void conv2d_backward_input(ConvAlgo algo, const ConvParams& p, const T* dy, const T* w, T* dx);
+template <typename T>
+void conv2d_backward_weight(ConvAlgo algo, const ConvParams& p, const T* dy, const T* x, T* dw);
+// db[k] = sum over n, out_h, out_w of dy (double accumulator, so every algorithm agrees).
+template <typename T>
+void conv2d_backward_bias(const ConvParams& p, const T* dy, T* db);
+
+// The algorithms, one file each.
+template <typename T>
+void conv2d_forward_direct(const ConvParams& p, const T* x, const T* w, const T* bias, T* y);
+template <typename T>
+void conv2d_backward_input_direct(const ConvParams& p, const T* dy, const T* w, T* dx);
+template <typename T>
+void conv2d_backward_weight_direct(const ConvParams& p, const T* dy, const T* x, T* dw);
+
+template <typename T>
+void conv2d_forward_im2col(const ConvParams& p, const T* x, const T* w, const T* bias, T* y);
+template <typename T>
+void conv2d_backward_input_im2col(const ConvParams& p, const T* dy, const T* w, T* dx);
+template <typename T>
+void conv2d_backward_weight_im2col(const ConvParams& p, const T* dy, const T* x, T* dw);
+
+template <typename T>
+void depthwise_forward(const ConvParams& p, const T* x, const T* w, const T* bias, T* y);
+template <typename T>
+void depthwise_backward_input(const ConvParams& p, const T* dy, const T* w, T* dx);
+template <typename T>
+void depthwise_backward_weight(const ConvParams& p, const T* dy, const T* x, T* dw);
+
+}  // namespace convcore::cpu
+
+// Instantiates one kernel family's function for float and double.
+#define CONVCORE_INSTANTIATE_FWD(fn)                                                   \
+  template void fn<float>(const ConvParams&, const float*, const float*, const float*, float*); \
+  template void fn<double>(const ConvParams&, const double*, const double*, const double*, double*);
+#define CONVCORE_INSTANTIATE_BWD(fn)                                             \
+  template void fn<float>(const ConvParams&, const float*, const float*, float*); \
+  template void fn<double>(const ConvParams&, const double*, const double*, double*);

@@ -1,0 +1,34 @@
+"""convcore: a native convolution core for NumPy-style CNN code.
+
+    import convcore.functional as F
+    y = F.conv2d(x, w, b, stride=1, padding=1)
+
+See README.md for the tour and ARCHITECTURE.md for how a call reaches a kernel.
+"""
+from . import _cpu
+from . import functional
+
+__version__ = "0.1.0"
+
+
+def set_num_threads(n):
+    """Threads used by every native kernel (n <= 0 restores the default)."""
+    _cpu.set_num_threads(int(n))
+
+
+def get_num_threads():
+    return _cpu.get_num_threads()
+
+
+def backends():
+    """What was built and what is in use: CPU ISA and features, threads, CUDA availability."""
+    info = {"cpu": dict(_cpu.cpu_info()), "num_threads": _cpu.get_num_threads()}
+    try:
+        from . import _cuda  # noqa: F401  (built only when a CUDA compiler was found)
+        info["cuda"] = _cuda.device_info()
+    except ImportError:
+        info["cuda"] = {"built": False, "available": False, "devices": []}
+    return info
+
+
+__all__ = ["functional", "set_num_threads", "get_num_threads", "backends", "__version__"]

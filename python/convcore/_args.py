@@ -1,0 +1,123 @@
+"""Argument normalisation shared by every functional op.
+
+Python-level spellings (an int or a pair for stride, "same" padding, lists for arrays) are turned
+into the fixed tuples the native layer takes; the native layer (csrc/common) then validates the
+numbers once, for every backend. Errors name the op and the argument.
+"""
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_array(value, op, name):
+    """Return `value` as a C-contiguous, aligned float32/float64 NumPy array.
+
+    Non-contiguous or misaligned arrays are copied; other dtypes raise TypeError (convcore never
+    silently changes precision).
+    """
+    if hasattr(value, "__cuda_array_interface__") and not isinstance(value, np.ndarray):
+        raise TypeError(
+            f"{op}: {name} is a GPU array, but convcore was built without its CUDA backend "
+            "(convcore.backends() shows what was built)"
+        )
+    if isinstance(value, np.ndarray):
+        arr = value
+    else:
+        try:
+            arr = np.asarray(value)
+        except Exception as exc:  # e.g. ragged lists
+            raise TypeError(f"{op}: {name} must be an array, got {type(value).__name__}") from exc
+    if arr.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: {name} must be float32 or float64, got dtype {arr.dtype}")
+    if not (arr.flags.c_contiguous and arr.flags.aligned):
+        arr = np.require(arr, dtype=arr.dtype, requirements=["C_CONTIGUOUS", "ALIGNED"])
+    return arr
+
+
+def check_ndim(arr, ndim, op, name, layout):
+    if arr.ndim != ndim:
+        raise ValueError(f"{op}: {name} must be {ndim}-D {layout}, got shape {tuple(arr.shape)}")
+
+
+def _int(value, op, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{op}: {name} must be an int or a tuple of ints, got {value!r}")
+    return int(value)
+
+
+def pair(value, op, name):
+    """int or (a, b) -> (a, b)."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+        return (_int(value[0], op, name), _int(value[1], op, name))
+    v = _int(value, op, name)
+    return (v, v)
+
+
+def single(value, op, name):
+    """int or (a,) -> a (for 1-D ops)."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 1:
+            raise ValueError(f"{op}: {name} must be an int or a 1-tuple, got {value!r}")
+        value = value[0]
+    return _int(value, op, name)
+
+
+def padding4(padding, kernel_hw, stride_hw, dilation_hw, op):
+    """int | (ph, pw) | (top, bottom, left, right) | "same" | "valid" -> (top, bottom, left, right).
+
+    "same" (stride 1 only, as in PyTorch) pads dilation*(k-1) in total per axis, the extra
+    pixel of an odd total going to the bottom/right.
+    """
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding == "same":
+            if stride_hw != (1, 1):
+                raise ValueError(f"{op}: padding='same' needs stride 1, got stride={stride_hw}")
+            out = []
+            for k, d in zip(kernel_hw, dilation_hw):
+                total = d * (k - 1)
+                out += [total // 2, total - total // 2]
+            return tuple(out)
+        raise ValueError(f"{op}: padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
+    if isinstance(padding, (tuple, list)):
+        if len(padding) == 2:
+            ph, pw = (_int(v, op, "padding") for v in padding)
+            return (ph, ph, pw, pw)
+        if len(padding) == 4:
+            return tuple(_int(v, op, "padding") for v in padding)
+        raise ValueError(
+            f"{op}: padding must be an int, (ph, pw) or (top, bottom, left, right), got {padding!r}"
+        )
+    p = _int(padding, op, "padding")
+    return (p, p, p, p)
+
+
+def padding1d(padding, kernel, stride, dilation, op):
+    """int | (left, right) | "same" | "valid" -> (left, right) for conv1d."""
+    if isinstance(padding, str):
+        return padding4(padding, (1, kernel), (1, stride), (1, dilation), op)[2:]
+    if isinstance(padding, (tuple, list)):
+        if len(padding) == 1:
+            p = _int(padding[0], op, "padding")
+            return (p, p)
+        if len(padding) == 2:
+            return tuple(_int(v, op, "padding") for v in padding)
+        raise ValueError(f"{op}: padding must be an int or (left, right), got {padding!r}")
+    p = _int(padding, op, "padding")
+    return (p, p)
+
+
+def need_flags(need, allowed, op):
+    """need=("x", "w", "b") -> a tuple of booleans in `allowed` order."""
+    if isinstance(need, str):
+        need = (need,)
+    need = tuple(need)
+    unknown = [n for n in need if n not in allowed]
+    if unknown:
+        raise ValueError(f"{op}: need may contain only {allowed}, got {need!r}")
+    return tuple(n in need for n in allowed)

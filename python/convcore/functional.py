@@ -1,0 +1,178 @@
+"""convcore's functional API: PyTorch-style names and conventions, NumPy arrays in and out.
+
+Arrays are NCHW (N, C, L for 1-D), float32 or float64; the output has the input's dtype.
+Every op has a backward that returns the gradients asked for in `need` (None for the others).
+Shapes are validated once in the native layer (csrc/common) and errors name the argument.
+"""
+import numpy as np
+
+from . import _cpu
+from ._args import as_array, check_ndim, need_flags, padding1d, padding4, pair, single
+
+__all__ = [
+    "conv2d", "conv2d_backward", "conv1d", "conv1d_backward",
+    "conv_transpose2d", "conv_transpose2d_backward",
+    "im2col", "col2im", "select_algo",
+]
+
+
+def _conv_args(x, w, stride, padding, dilation, groups, op):
+    x = as_array(x, op, "x")
+    w = as_array(w, op, "w")
+    check_ndim(x, 4, op, "x", "(N, C, H, W)")
+    check_ndim(w, 4, op, "w", "(K, C/groups, kh, kw)")
+    stride = pair(stride, op, "stride")
+    dilation = pair(dilation, op, "dilation")
+    pad = padding4(padding, w.shape[2:], stride, dilation, op)
+    if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, (int, np.integer)):
+        raise TypeError(f"{op}: groups must be an int, got {groups!r}")
+    return x, w, stride, pad, dilation, int(groups)
+
+
+def _check_algo(algo, op):
+    if not isinstance(algo, str):
+        raise TypeError(f"{op}: algo must be a string, got {algo!r}")
+    return algo
+
+
+def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, *, algo="auto"):
+    """2-D convolution (cross-correlation, as in PyTorch).
+
+    x: (N, C, H, W); w: (K, C/groups, kh, kw); bias: (K,) or None.
+    padding: int, (ph, pw), (top, bottom, left, right), "same" or "valid".
+    algo: "auto", "direct", "im2col", "depthwise" (groups == C) or "reference".
+    Returns y: (N, K, out_h, out_w).
+    """
+    op = "conv2d"
+    x, w, stride, pad, dilation, groups = _conv_args(x, w, stride, padding, dilation, groups, op)
+    b = None if bias is None else as_array(bias, op, "bias")
+    return _cpu.conv2d_forward(x, w, b, stride, pad, dilation, groups, _check_algo(algo, op))
+
+
+def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, *,
+                    need=("x", "w", "b"), algo="auto"):
+    """Gradients of conv2d: returns (dx, dw, db), None for what `need` leaves out."""
+    op = "conv2d_backward"
+    x, w, stride, pad, dilation, groups = _conv_args(x, w, stride, padding, dilation, groups, op)
+    dy = as_array(dy, op, "dy")
+    nx, nw, nb = need_flags(need, ("x", "w", "b"), op)
+    return _cpu.conv2d_backward(dy, x, w, stride, pad, dilation, groups, nx, nw, nb,
+                                _check_algo(algo, op))
+
+
+def select_algo(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
+    """The algorithm conv2d(algo="auto") runs for these shapes ("direct", "im2col", ...)."""
+    op = "select_algo"
+    stride = pair(stride, op, "stride")
+    dilation = pair(dilation, op, "dilation")
+    pad = padding4(padding, tuple(w_shape[2:]), stride, dilation, op)
+    return _cpu._select_algo(tuple(x_shape), tuple(w_shape), stride, pad, dilation, int(groups))
+
+
+# ---- conv1d: a conv2d over (N, C, 1, L) ------------------------------------------------------
+
+def _conv1d_args(x, w, stride, padding, dilation, op):
+    x = as_array(x, op, "x")
+    w = as_array(w, op, "w")
+    check_ndim(x, 3, op, "x", "(N, C, L)")
+    check_ndim(w, 3, op, "w", "(K, C/groups, k)")
+    stride = single(stride, op, "stride")
+    dilation = single(dilation, op, "dilation")
+    left, right = padding1d(padding, w.shape[2], stride, dilation, op)
+    return x[:, :, None, :], w[:, :, None, :], (1, stride), (0, 0, left, right), (1, dilation)
+
+
+def conv1d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, *, algo="auto"):
+    """1-D convolution. x: (N, C, L); w: (K, C/groups, k); padding: int, (left, right), "same", "valid"."""
+    op = "conv1d"
+    x4, w4, s, p, d = _conv1d_args(x, w, stride, padding, dilation, op)
+    y = conv2d(x4, w4, bias, s, p, d, groups, algo=algo)
+    return y[:, :, 0, :]
+
+
+def conv1d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, *,
+                    need=("x", "w", "b"), algo="auto"):
+    """Gradients of conv1d: (dx, dw, db)."""
+    op = "conv1d_backward"
+    x4, w4, s, p, d = _conv1d_args(x, w, stride, padding, dilation, op)
+    dy = as_array(dy, op, "dy")
+    check_ndim(dy, 3, op, "dy", "(N, K, L_out)")
+    dx, dw, db = conv2d_backward(dy[:, :, None, :], x4, w4, s, p, d, groups, need=need, algo=algo)
+    return (None if dx is None else dx[:, :, 0, :],
+            None if dw is None else dw[:, :, 0, :],
+            db)
+
+
+# ---- transposed convolution ------------------------------------------------------------------
+
+def _transpose_args(x, w, stride, padding, output_padding, dilation, groups, op):
+    x = as_array(x, op, "x")
+    w = as_array(w, op, "w")
+    check_ndim(x, 4, op, "x", "(N, C_in, H, W)")
+    check_ndim(w, 4, op, "w", "(C_in, C_out/groups, kh, kw)")
+    stride = pair(stride, op, "stride")
+    dilation = pair(dilation, op, "dilation")
+    if isinstance(padding, str):
+        raise ValueError(f"{op}: padding must be an int or a tuple, got {padding!r}")
+    pad = padding4(padding, w.shape[2:], stride, dilation, op)
+    out_pad = pair(output_padding, op, "output_padding")
+    if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, (int, np.integer)):
+        raise TypeError(f"{op}: groups must be an int, got {groups!r}")
+    return x, w, stride, pad, out_pad, dilation, int(groups)
+
+
+def conv_transpose2d(x, w, bias=None, stride=1, padding=0, output_padding=0, dilation=1, groups=1,
+                     *, algo="auto"):
+    """Transposed convolution ("deconvolution"), the gradient of conv2d with respect to its input.
+
+    x: (N, C_in, H, W); w: (C_in, C_out/groups, kh, kw); bias: (C_out,).
+    out extent = (H-1)*stride - pad_before - pad_after + dilation*(kh-1) + output_padding + 1.
+    """
+    op = "conv_transpose2d"
+    args = _transpose_args(x, w, stride, padding, output_padding, dilation, groups, op)
+    b = None if bias is None else as_array(bias, op, "bias")
+    x, w, stride, pad, out_pad, dilation, groups = args
+    return _cpu.conv_transpose2d_forward(x, w, b, stride, pad, out_pad, dilation, groups,
+                                         _check_algo(algo, op))
+
+
+def conv_transpose2d_backward(dy, x, w, stride=1, padding=0, output_padding=0, dilation=1,
+                              groups=1, *, need=("x", "w", "b"), algo="auto"):
+    """Gradients of conv_transpose2d: (dx, dw, db)."""
+    op = "conv_transpose2d_backward"
+    x, w, stride, pad, out_pad, dilation, groups = _transpose_args(
+        x, w, stride, padding, output_padding, dilation, groups, op)
+    dy = as_array(dy, op, "dy")
+    nx, nw, nb = need_flags(need, ("x", "w", "b"), op)
+    return _cpu.conv_transpose2d_backward(dy, x, w, stride, pad, out_pad, dilation, groups,
+                                          nx, nw, nb, _check_algo(algo, op))
+
+
+# ---- im2col / col2im in the layout of "Deep Learning from Scratch" ---------------------------
+
+def im2col(x, kh, kw, stride=1, padding=0, dilation=1):
+    """(N, C, H, W) -> (N*out_h*out_w, C*kh*kw): rows in (n, y, x) order, columns in (c, ky, kx)
+    order, zero padding, exactly as the book's common/util.py im2col."""
+    op = "im2col"
+    x = as_array(x, op, "x")
+    check_ndim(x, 4, op, "x", "(N, C, H, W)")
+    kh, kw = single(kh, op, "kh"), single(kw, op, "kw")
+    stride = pair(stride, op, "stride")
+    dilation = pair(dilation, op, "dilation")
+    pad = padding4(padding, (kh, kw), stride, dilation, op)
+    return _cpu.im2col(x, kh, kw, stride, pad, dilation)
+
+
+def col2im(col, input_shape, kh, kw, stride=1, padding=0, dilation=1):
+    """The adjoint of im2col: sums every column entry back onto its input position."""
+    op = "col2im"
+    col = as_array(col, op, "col")
+    check_ndim(col, 2, op, "col", "(N*out_h*out_w, C*kh*kw)")
+    if len(tuple(input_shape)) != 4:
+        raise ValueError(f"{op}: input_shape must be (N, C, H, W), got {input_shape!r}")
+    shape = tuple(single(v, op, "input_shape") for v in input_shape)
+    kh, kw = single(kh, op, "kh"), single(kw, op, "kw")
+    stride = pair(stride, op, "stride")
+    dilation = pair(dilation, op, "dilation")
+    pad = padding4(padding, (kh, kw), stride, dilation, op)
+    return _cpu.col2im(col, shape, kh, kw, stride, pad, dilation)
