@@ -43,7 +43,7 @@ py::array conv2d_forward(const py::array& x, const py::array& w, const OptArray&
   check_same_dtype(w, dtype, op, "w", "x");
   ConvParams p = make_conv_params(op, shape4(x), shape4(w), stride, padding, dilation, groups);
   check_bias(bias, dtype, p.k, op);
-  ConvAlgo algo = parse_conv_algo(algo_name, p, op);
+  ConvAlgo algo = parse_conv_algo(algo_name, p, op, dtype == DType::F32 ? 4 : 8, cpu::num_threads());
   py::array y = new_array(dtype, {p.n, p.k, p.out_h, p.out_w});
   with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
@@ -65,7 +65,7 @@ py::tuple conv2d_backward(const py::array& dy, const py::array& x, const py::arr
   check_same_dtype(dy, dtype, op, "dy", "x");
   ConvParams p = make_conv_params(op, shape4(x), shape4(w), stride, padding, dilation, groups);
   check_grad_shape(dy, {p.n, p.k, p.out_h, p.out_w}, op);
-  ConvAlgo algo = parse_conv_algo(algo_name, p, op);
+  ConvAlgo algo = parse_conv_algo(algo_name, p, op, dtype == DType::F32 ? 4 : 8, cpu::num_threads());
   py::object dx = py::none(), dw = py::none(), db = py::none();
   with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
@@ -98,7 +98,7 @@ py::array conv_transpose2d_forward(const py::array& x, const py::array& w, const
   ConvParams p = make_conv_transpose_params(op, shape4(x), shape4(w), stride, padding,
                                             output_padding, dilation, groups);
   check_bias(bias, dtype, p.c, op);
-  ConvAlgo algo = parse_conv_algo(algo_name, p, op);
+  ConvAlgo algo = parse_conv_algo(algo_name, p, op, dtype == DType::F32 ? 4 : 8, cpu::num_threads());
   py::array y = new_array(dtype, {p.n, p.c, p.h, p.w});
   with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
@@ -131,7 +131,7 @@ py::tuple conv_transpose2d_backward(const py::array& dy, const py::array& x, con
   ConvParams p = make_conv_transpose_params(op, shape4(x), shape4(w), stride, padding,
                                             output_padding, dilation, groups);
   check_grad_shape(dy, {p.n, p.c, p.h, p.w}, op);
-  ConvAlgo algo = parse_conv_algo(algo_name, p, op);
+  ConvAlgo algo = parse_conv_algo(algo_name, p, op, dtype == DType::F32 ? 4 : 8, cpu::num_threads());
   py::object dx = py::none(), dw = py::none(), db = py::none();
   with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
@@ -224,7 +224,8 @@ void register_conv(py::module_& m) {
   m.def("_select_algo", [](Shape4 x_shape, Shape4 w_shape, Pair stride, Pad4 padding, Pair dilation,
                            int64_t groups) {
     return std::string(conv_algo_name(select_conv_algo(
-        make_conv_params("_select_algo", x_shape, w_shape, stride, padding, dilation, groups))));
+        make_conv_params("_select_algo", x_shape, w_shape, stride, padding, dilation, groups), 4,
+        cpu::num_threads())));
   }, "x_shape"_a, "w_shape"_a, "stride"_a, "padding"_a, "dilation"_a, "groups"_a);
 }
 

@@ -6,6 +6,7 @@
 
 #include "bindings/array.h"
 #include "common/errors.h"
+#include "common/select_algo.h"
 #include "common/shapes.h"
 #include "cpu/cpu_features.h"
 #include "cpu/parallel.h"
@@ -23,6 +24,8 @@ PYBIND11_MODULE(_cpu, m) {
       PyErr_SetString(PyExc_ValueError, e.what());
     } catch (const TypeError& e) {
       PyErr_SetString(PyExc_TypeError, e.what());
+    } catch (const MemoryError& e) {
+      PyErr_SetString(PyExc_MemoryError, e.what());
     } catch (const InternalError& e) {
       PyErr_SetString(PyExc_RuntimeError, e.what());
     }
@@ -54,6 +57,10 @@ PYBIND11_MODULE(_cpu, m) {
     else throw ValueError("_set_isa: isa must be 'scalar', 'avx2' or 'avx512', got '" + name + "'");
     return std::string(cpu::isa_name(cpu::set_active_isa(want)));
   }, py::arg("isa"), "Force the kernel ISA (clamped to what the CPU supports); returns the level in use.");
+
+  m.def("_set_max_workspace", &set_max_workspace_bytes, py::arg("bytes"),
+        "Limit on one call's temporary buffers in bytes (< 0: unlimited); overrides CONVCORE_MAX_WORKSPACE.");
+  m.def("_get_max_workspace", &max_workspace_bytes);
 
   m.def("conv_out_extent", &conv_out_extent, py::arg("in_extent"), py::arg("kernel"),
         py::arg("stride"), py::arg("pad_before"), py::arg("pad_after"), py::arg("dilation"));

@@ -18,6 +18,10 @@ struct ValueError : std::runtime_error {
 struct TypeError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+// A temporary buffer would exceed the configured workspace limit (CONVCORE_MAX_WORKSPACE).
+struct MemoryError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 struct InternalError : std::logic_error {
   using std::logic_error::logic_error;
 };

@@ -1,22 +1,83 @@
 #include "common/select_algo.h"
 
+#include <atomic>
+#include <cstdlib>
+#include <limits>
+#include <mutex>
+
 #include "common/errors.h"
 
 namespace convcore {
 
-ConvAlgo select_conv_algo(const ConvParams& p) {
+namespace {
+constexpr int64_t kUnlimited = std::numeric_limits<int64_t>::max();
+std::atomic<int64_t> g_max_workspace{-2};  // -2: not read from the environment yet
+
+int64_t parse_bytes(const char* text) {
+  char* end = nullptr;
+  const double value = std::strtod(text, &end);
+  if (end == text || value < 0) return kUnlimited;  // unparseable: no limit (documented)
+  double scale = 1;
+  if (*end == 'k' || *end == 'K') scale = 1024.0;
+  else if (*end == 'm' || *end == 'M') scale = 1024.0 * 1024;
+  else if (*end == 'g' || *end == 'G') scale = 1024.0 * 1024 * 1024;
+  const double bytes = value * scale;
+  return bytes >= 9.0e18 ? kUnlimited : static_cast<int64_t>(bytes);
+}
+}  // namespace
+
+int64_t max_workspace_bytes() {
+  int64_t v = g_max_workspace.load();
+  if (v == -2) {
+    const char* env = std::getenv("CONVCORE_MAX_WORKSPACE");
+    int64_t parsed = env ? parse_bytes(env) : kUnlimited;
+    g_max_workspace.compare_exchange_strong(v, parsed);
+    v = g_max_workspace.load();
+  }
+  return v;
+}
+
+void set_max_workspace_bytes(int64_t bytes) { g_max_workspace = bytes < 0 ? kUnlimited : bytes; }
+
+int64_t conv_workspace_bytes(ConvAlgo algo, const ConvParams& p, int64_t elem_bytes, int threads) {
+  const double t = threads > 0 ? threads : 1;
+  double elems = 0;
+  if (algo == ConvAlgo::Im2col) {
+    const double ckk = double(p.c_per_group()) * double(p.kh) * double(p.kw);
+    // one column matrix per thread (none for pointwise), plus per-thread weight-gradient partials
+    const double cols = p.is_pointwise() ? 0.0 : t * ckk * double(p.out_h) * double(p.out_w);
+    elems = cols + (t - 1) * double(p.k) * ckk;
+  } else if (algo == ConvAlgo::Depthwise) {
+    elems = t * double(p.h + p.pad_top + p.pad_bottom) * double(p.w + p.pad_left + p.pad_right);
+  }
+  const double bytes = elems * double(elem_bytes);
+  return bytes >= 9.0e18 ? kUnlimited : static_cast<int64_t>(bytes);
+}
+
+ConvAlgo select_conv_algo(const ConvParams& p, int64_t elem_bytes, int threads) {
   if (p.is_depthwise()) return ConvAlgo::Depthwise;
   // im2col+GEMM wins once each output reuses enough inputs for the GEMM's blocking to pay off;
   // with tiny reductions (C/groups*kh*kw below 8) the im2col copy costs more than it saves.
   if (p.c_per_group() * p.kh * p.kw < 8) return ConvAlgo::Direct;
+  // Over the workspace limit, direct convolution computes the same thing with no buffer.
+  if (conv_workspace_bytes(ConvAlgo::Im2col, p, elem_bytes, threads) > max_workspace_bytes())
+    return ConvAlgo::Direct;
   return ConvAlgo::Im2col;
 }
 
-ConvAlgo parse_conv_algo(const std::string& name, const ConvParams& p, const std::string& op) {
-  if (name == "auto") return select_conv_algo(p);
+ConvAlgo parse_conv_algo(const std::string& name, const ConvParams& p, const std::string& op,
+                         int64_t elem_bytes, int threads) {
+  if (name == "auto") return select_conv_algo(p, elem_bytes, threads);
+  if (name == "im2col") {
+    const int64_t need = conv_workspace_bytes(ConvAlgo::Im2col, p, elem_bytes, threads);
+    if (need > max_workspace_bytes())
+      throw MemoryError(detail::concat(op, ": algo='im2col' needs ", need,
+                                       " bytes of workspace, over the CONVCORE_MAX_WORKSPACE limit of ",
+                                       max_workspace_bytes(), " bytes; use algo='direct' or 'auto'"));
+    return ConvAlgo::Im2col;
+  }
   if (name == "reference") return ConvAlgo::Reference;
   if (name == "direct") return ConvAlgo::Direct;
-  if (name == "im2col") return ConvAlgo::Im2col;
   if (name == "depthwise") {
     CC_CHECK_VALUE(p.is_depthwise(), op,
                    ": algo='depthwise' needs groups == C (one input channel per group), got groups=",

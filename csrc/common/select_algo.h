@@ -14,9 +14,21 @@ enum class ConvAlgo {
   Depthwise,  // csrc/cpu/depthwise.cpp: groups == C, one input channel per group
 };
 
-ConvAlgo select_conv_algo(const ConvParams& p);
-// "auto" -> select_conv_algo; unknown names and algorithms that cannot run p -> ValueError.
-ConvAlgo parse_conv_algo(const std::string& name, const ConvParams& p, const std::string& op);
+// elem_bytes: 4 (float32) or 8 (float64); threads: the thread count the kernels will use.
+// Picks the fastest algorithm whose workspace fits within max_workspace_bytes().
+ConvAlgo select_conv_algo(const ConvParams& p, int64_t elem_bytes = 4, int threads = 1);
+// "auto" -> select_conv_algo; unknown names and algorithms that cannot run p -> ValueError;
+// an explicit algorithm whose workspace exceeds the limit -> MemoryError.
+ConvAlgo parse_conv_algo(const std::string& name, const ConvParams& p, const std::string& op,
+                         int64_t elem_bytes = 4, int threads = 1);
+
+// Bytes of temporary memory an algorithm allocates for one call (forward or either backward,
+// whichever needs most).
+int64_t conv_workspace_bytes(ConvAlgo algo, const ConvParams& p, int64_t elem_bytes, int threads);
+// The limit on one call's temporaries: CONVCORE_MAX_WORKSPACE (bytes, or with a K/M/G suffix),
+// read once; unlimited when unset. set_max_workspace_bytes overrides it (< 0: unlimited).
+int64_t max_workspace_bytes();
+void set_max_workspace_bytes(int64_t bytes);
 const char* conv_algo_name(ConvAlgo algo);
 
 }  // namespace convcore

@@ -20,6 +20,17 @@ def get_num_threads():
     return _cpu.get_num_threads()
 
 
+def set_max_workspace(nbytes):
+    """Cap one call's temporary buffers (bytes; None or < 0: no cap). Overrides the
+    CONVCORE_MAX_WORKSPACE environment variable. Over the cap, algo="auto" falls back to an
+    algorithm without workspace and an explicit algorithm raises MemoryError."""
+    _cpu._set_max_workspace(-1 if nbytes is None else int(nbytes))
+
+
+def get_max_workspace():
+    return _cpu._get_max_workspace()
+
+
 def backends():
     """What was built and what is in use: CPU ISA and features, threads, CUDA availability."""
     info = {"cpu": dict(_cpu.cpu_info()), "num_threads": _cpu.get_num_threads()}
@@ -31,4 +42,5 @@ def backends():
     return info
 
 
-__all__ = ["functional", "set_num_threads", "get_num_threads", "backends", "__version__"]
+__all__ = ["functional", "set_num_threads", "get_num_threads", "set_max_workspace",
+           "get_max_workspace", "backends", "__version__"]
