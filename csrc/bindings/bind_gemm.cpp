@@ -2,11 +2,14 @@
 //   _gemm(a, b, c=None, trans_a, trans_b, alpha, beta, isa=None, threads=None, bias=None,
 //         relu=False, ukernel=None) -> C
 //   _gemm_ukernels() -> [(name, isa, mr, nr, supported_on_this_cpu)] in manifest order
-//   _fma_peak(isa=None, sample_ms=10, samples=5) -> one core's FMA GFLOP/s, max over samples
+//   _fma_peak(isa=None, sample_ms=10, samples=5) -> one core's FMA GFLOP/s, max over samples,
+//     timed with the thread's CPU clock
 // a, b and c may be row-strided views (unit stride along a row), which is how the tests reach
 // lda/ldb/ldc larger than the minimum. A given c is updated in place and returned.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+
+#include <time.h>
 
 #include <chrono>
 #include <optional>
@@ -41,6 +44,7 @@ int64_t matrix_ld(const py::array& x, DType dtype, const char* name) {
                 dtype == DType::F32 ? "float32" : "float64");
   const int64_t item = static_cast<int64_t>(x.itemsize());
   const int64_t rows = x.shape(0), cols = x.shape(1);
+  if (rows == 0 || cols == 0) return std::max<int64_t>(cols, 1);  // nothing is read: any strides
   CC_CHECK_VALUE(cols <= 1 || x.strides(1) == item, kOp, ": ", name,
                  " must have unit stride along its rows");
   CC_CHECK_VALUE(x.strides(0) % item == 0 && reinterpret_cast<std::uintptr_t>(x.data()) % item == 0,
@@ -149,6 +153,16 @@ py::array gemm_generic_f32(const py::array& a, const py::array& b, bool trans_a,
   return out;
 }
 
+// CPU time of the calling thread: on a shared machine the time we were descheduled is not the
+// core's speed. Wall time where the clock is missing.
+double thread_seconds() {
+#ifdef CLOCK_THREAD_CPUTIME_ID
+  timespec ts;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) return ts.tv_sec + 1e-9 * ts.tv_nsec;
+#endif
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 double fma_peak(const std::optional<std::string>& isa, double sample_ms, int samples) {
   cpu::Isa level = cpu::active_isa();
   if (isa) level = pick_ukernel(isa, std::nullopt).isa;
@@ -158,11 +172,11 @@ double fma_peak(const std::optional<std::string>& isa, double sample_ms, int sam
   auto run = [&](int64_t iters) {
     // The barriers pin the loop between the two clock reads: it touches no memory, so without
     // them (and with LTO) the compiler may move it across either call.
-    const auto t0 = std::chrono::steady_clock::now();
+    const double t0 = thread_seconds();
     asm volatile("" : "+r"(iters) : : "memory");
     float sink = wide ? cpu::fma_peak_loop_avx512(iters) : cpu::fma_peak_loop_avx2(iters);
     asm volatile("" : : "x"(sink) : "memory");
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return thread_seconds() - t0;
   };
   py::gil_scoped_release nogil;
   int64_t iters = 1 << 12;  // grow until one sample takes sample_ms, then keep the best rate

@@ -23,6 +23,15 @@ template <int MR>
 inline __attribute__((always_inline)) void f32_gemm_tile_x32(
     int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t rows, int64_t cols,
     const UkernelArgs& args) {
+  // Start pulling the C tile in now: its rows are ldc apart (a 4 KB stride at n = 1024 that the
+  // hardware prefetchers do not follow), and the K loop below is long enough to hide the misses.
+  // A row of 32 floats spans at most 3 cache lines; prefetches never fault, so no bounds checks.
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    if (r >= rows) break;
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 31), _MM_HINT_T0);
+  }
   __m512 acc_lo[MR], acc_hi[MR];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
