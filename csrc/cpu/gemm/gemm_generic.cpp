@@ -1,14 +1,11 @@
 // Portable blocked GEMM: packs op(B) panels so the inner loop walks contiguous memory and
 // accumulates rows of C; the compiler vectorises the j loop at whatever ISA the file is built for
-// (baseline x86-64 here). Correct for every shape and transpose; the fast float paths live in the
-// per-ISA files.
-#include <omp.h>
-
+// (baseline x86-64 here). Correct for every shape and transpose: it is the reference the packed
+// float32 micro-kernel driver (gemm_f32.cpp) is tested against, and the double path (gemm.cpp).
 #include <algorithm>
 #include <vector>
 
 #include "cpu/gemm/gemm.h"
-#include "cpu/parallel.h"
 
 namespace convcore::cpu {
 
@@ -60,44 +57,22 @@ template void gemm_generic<double>(bool, bool, int64_t, int64_t, int64_t, double
                                    int64_t, const double*, int64_t, double, double*, int64_t);
 
 template <typename T>
-void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
-          int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
-  gemm_generic(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
-
-// Splits C into column blocks (rows when C is tall and narrow); each thread computes its own
-// block, so the result does not depend on the thread count.
-template <typename T>
-void gemm_parallel(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha,
-                   const T* a, int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
-  const int threads = num_threads();
-  if (threads <= 1 || double(m) * double(n) * double(k) < 1e5) {
-    gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    return;
-  }
-  const bool split_rows = m >= n;
-  const int64_t extent = split_rows ? m : n;
-  const int64_t chunk = std::max<int64_t>(1, (extent + threads - 1) / threads);
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t start = 0; start < extent; start += chunk) {
-    const int64_t len = std::min(chunk, extent - start);
-    if (split_rows) {
-      const T* a_blk = trans_a ? a + start : a + start * lda;
-      gemm(trans_a, trans_b, len, n, k, alpha, a_blk, lda, b, ldb, beta, c + start * ldc, ldc);
-    } else {
-      const T* b_blk = trans_b ? b + start * ldb : b + start;
-      gemm(trans_a, trans_b, m, len, k, alpha, a, lda, b_blk, ldb, beta, c + start, ldc);
+void gemm_apply_epilogue(int64_t m, int64_t n, T* c, int64_t ldc, const GemmEpilogue<T>& ep) {
+  if (!ep.bias && !ep.relu) return;
+  for (int64_t i = 0; i < m; ++i) {
+    T* row = c + i * ldc;
+    const T bias = ep.bias ? ep.bias[i] : T(0);
+    for (int64_t j = 0; j < n; ++j) {
+      T v = ep.bias ? row[j] + bias : row[j];
+      if (ep.relu && v < T(0)) v = T(0);  // keeps NaN, like the SIMD max(0, x)
+      row[j] = v;
     }
   }
 }
 
-template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
-                          const float*, int64_t, float, float*, int64_t);
-template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t,
-                           const double*, int64_t, double, double*, int64_t);
-template void gemm_parallel<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*,
-                                   int64_t, const float*, int64_t, float, float*, int64_t);
-template void gemm_parallel<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*,
-                                    int64_t, const double*, int64_t, double, double*, int64_t);
+template void gemm_apply_epilogue<float>(int64_t, int64_t, float*, int64_t,
+                                         const GemmEpilogue<float>&);
+template void gemm_apply_epilogue<double>(int64_t, int64_t, double*, int64_t,
+                                          const GemmEpilogue<double>&);
 
 }  // namespace convcore::cpu
