@@ -12,6 +12,21 @@ std::string PoolParams::describe() const {
                         ", out=(", out_h, ", ", out_w, "))");
 }
 
+// The first output along one axis whose window holds no input element, or -1. Only dilation
+// can make one (without it, padding <= kernel/2 and the ceil_mode rule keep every window
+// overlapping the input), so the loop runs only then.
+static int64_t first_empty_window(int64_t out, int64_t in, int64_t kernel, int64_t stride,
+                                  int64_t pad, int64_t dilation) {
+  if (dilation == 1) return -1;
+  for (int64_t o = 0; o < out; ++o) {
+    const int64_t start = o * stride - pad;
+    // first tap at or after 0: k = ceil(-start / dilation) when start < 0
+    const int64_t k = start >= 0 ? 0 : (-start + dilation - 1) / dilation;
+    if (k >= kernel || start + k * dilation >= in) return o;
+  }
+  return -1;
+}
+
 static void check_pool_input(const std::string& op, const Shape4& x_shape) {
   const std::string xs = shape_str({x_shape[0], x_shape[1], x_shape[2], x_shape[3]});
   const int64_t limit = int64_t(1) << 40;
@@ -53,6 +68,27 @@ PoolParams make_pool_params(const std::string& op, const Shape4& x_shape, const 
                  p.out_w, "): the padded input (", p.h + 2 * p.pad_h, " x ", p.w + 2 * p.pad_w,
                  ") is smaller than the dilated kernel (", span_h, " x ", span_w, ")");
   checked_numel({p.n, p.c, p.out_h, p.out_w}, op + ": output");
+  // With dilation a window can step over the whole input and see only padding (PyTorch then
+  // returns -inf with an index outside the plane); we refuse such a configuration instead.
+  const int64_t empty_row = first_empty_window(p.out_h, p.h, p.kh, p.stride_h, p.pad_h, p.dil_h);
+  const int64_t empty_col = first_empty_window(p.out_w, p.w, p.kw, p.stride_w, p.pad_w, p.dil_w);
+  CC_CHECK_VALUE(empty_row < 0 && empty_col < 0, op, ": with dilation=(", p.dil_h, ", ", p.dil_w,
+                 ") and padding=(", p.pad_h, ", ", p.pad_w, ") on x.shape=",
+                 shape_str({p.n, p.c, p.h, p.w}), " output ", empty_row >= 0 ? "row " : "column ",
+                 empty_row >= 0 ? empty_row : empty_col,
+                 " would pool over padding only; use less padding or dilation");
+  return p;
+}
+
+PoolParams make_avg_pool_params(const std::string& op, const Shape4& x_shape, const Pair& kernel,
+                                const Pair& stride, const Pair& padding, bool ceil_mode,
+                                bool count_include_pad, bool has_divisor_override,
+                                int64_t divisor_override) {
+  CC_CHECK_VALUE(!has_divisor_override || (divisor_override > 0 && divisor_override < (int64_t(1) << 31)),
+                 op, ": divisor_override must be a positive int, got ", divisor_override);
+  PoolParams p = make_pool_params(op, x_shape, kernel, stride, padding, {1, 1}, ceil_mode);
+  p.count_include_pad = count_include_pad;
+  p.divisor_override = has_divisor_override ? divisor_override : 0;
   return p;
 }
 

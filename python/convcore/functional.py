@@ -15,6 +15,10 @@ __all__ = [
     "im2col", "col2im", "select_algo",
 ]
 
+from ._pooling import *  # noqa: E402,F401,F403  (the pooling family, re-exported)
+from ._pooling import __all__ as _pooling_all  # noqa: E402
+__all__ += _pooling_all
+
 
 def _conv_args(x, w, stride, padding, dilation, groups, op):
     x = as_array(x, op, "x")

@@ -1,0 +1,106 @@
+// AVX-512 row kernels for float pooling: 16 outputs per vector along the output width.
+// Loads are masked, so a partial last block (and the stride-2 pair load, which would touch one
+// element past the last one it needs) never reads outside the window columns.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "cpu/pool.h"
+
+namespace convcore::cpu::avx512 {
+namespace {
+
+constexpr int64_t kLanes = 16;
+
+__mmask16 first_n(int64_t n) {
+  if (n <= 0) return 0;
+  if (n >= 16) return 0xFFFF;
+  return static_cast<__mmask16>((1u << n) - 1u);
+}
+
+// Elements p[j*stride] for the lanes in `lanes`; the others are zero.
+struct StridedLoader {
+  int64_t stride;
+  __m512i lane_offsets;  // j*stride, for the gather
+  __m512i even;          // 0, 2, 4, ... 30: picks the even elements of a 32-element pair
+
+  explicit StridedLoader(int64_t s) : stride(s) {
+    lane_offsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                      _mm512_set1_epi32(static_cast<int32_t>(s)));
+    even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  }
+
+  __m512 load(const float* p, int64_t lanes) const {
+    if (stride == 1) return _mm512_maskz_loadu_ps(first_n(lanes), p);
+    const int64_t span = (lanes - 1) * stride + 1;  // elements actually needed
+    if (stride == 2) {
+      const __m512 lo = _mm512_maskz_loadu_ps(first_n(span), p);
+      const __m512 hi = _mm512_maskz_loadu_ps(first_n(span - 16), p + 16);
+      return _mm512_permutex2var_ps(lo, even, hi);
+    }
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), first_n(lanes), lane_offsets, p, 4);
+  }
+};
+
+void store_indices(int64_t* dst, __m512i idx32, int64_t lanes) {
+  const __m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(idx32));
+  const __m512i hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(idx32, 1));
+  _mm512_mask_storeu_epi64(dst, static_cast<__mmask8>(first_n(lanes) & 0xFF), lo);
+  _mm512_mask_storeu_epi64(dst + 8, static_cast<__mmask8>(first_n(lanes - 8) & 0xFF), hi);
+}
+
+}  // namespace
+
+void f32_maxpool_row(const PoolRowF32& r, float* y, int64_t* idx) {
+  const StridedLoader loader(r.stride_w);
+  const __m512i lane_cols = loader.lane_offsets;
+  for (int64_t j0 = 0; j0 < r.count; j0 += kLanes) {
+    const int64_t lanes = r.count - j0 < kLanes ? r.count - j0 : kLanes;
+    const int64_t block_col = r.col0 + j0 * r.stride_w;
+    __m512 best = _mm512_setzero_ps();
+    __m512i best_index = _mm512_setzero_si512();
+    bool first = true;
+    for (int64_t ry = 0; ry < r.rows; ++ry) {
+      const int64_t row_start = (r.first_row + ry * r.dil_h) * r.width;
+      const float* row = r.plane + row_start;
+      for (int64_t kx = 0; kx < r.kw; ++kx) {
+        const int64_t col = block_col + kx * r.dil_w;
+        const __m512 v = loader.load(row + col, lanes);
+        if (first) {
+          // The first tap is taken whatever it holds: it beats the -inf start or is NaN, or,
+          // when it is -inf itself, PyTorch keeps the first valid position anyway.
+          best = v;
+          if (idx) best_index = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(row_start + col)), lane_cols);
+          first = false;
+          continue;
+        }
+        // PyTorch's rule: take v when v > best (so ties keep the first) or v is NaN.
+        const __mmask16 take = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        best = _mm512_mask_mov_ps(best, take, v);
+        if (idx)
+          best_index = _mm512_mask_mov_epi32(
+              best_index, take,
+              _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(row_start + col)), lane_cols));
+      }
+    }
+    _mm512_mask_storeu_ps(y + j0, first_n(lanes), best);
+    if (idx) store_indices(idx + j0, best_index, lanes);
+  }
+}
+
+void f32_avgpool_row(const PoolRowF32& r, float divisor, float* y) {
+  const StridedLoader loader(r.stride_w);
+  const __m512 div = _mm512_set1_ps(divisor);
+  for (int64_t j0 = 0; j0 < r.count; j0 += kLanes) {
+    const int64_t lanes = r.count - j0 < kLanes ? r.count - j0 : kLanes;
+    const int64_t block_col = r.col0 + j0 * r.stride_w;
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t ry = 0; ry < r.rows; ++ry) {
+      const float* row = r.plane + (r.first_row + ry * r.dil_h) * r.width + block_col;
+      for (int64_t kx = 0; kx < r.kw; ++kx) sum = _mm512_add_ps(sum, loader.load(row + kx * r.dil_w, lanes));
+    }
+    _mm512_mask_storeu_ps(y + j0, first_n(lanes), _mm512_div_ps(sum, div));
+  }
+}
+
+}  // namespace convcore::cpu::avx512
