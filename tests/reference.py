@@ -133,3 +133,149 @@ def im2col_book(x, kh, kw, stride=1, pad=0):
             cols[:, :, :, :, ky, kx] = xp[:, :, ky:ky + stride * out_h:stride,
                                           kx:kx + stride * out_w:stride].transpose(0, 2, 3, 1)
     return cols.reshape(n * out_h * out_w, -1)
+
+
+# ---- appended for the separable, 1-D, transposed and im2col tests ---------------------------
+
+def numeric_grad(f, arr, eps=1e-6):
+    """Central finite differences of the scalar f() with respect to every element of arr
+    (float64, modified in place and restored)."""
+    grad = np.zeros_like(arr)
+    it = np.nditer(arr, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        old = arr[i]
+        arr[i] = old + eps
+        hi = f()
+        arr[i] = old - eps
+        lo = f()
+        arr[i] = old
+        grad[i] = (hi - lo) / (2 * eps)
+    return grad
+
+
+def conv1d(x, w, b=None, stride=1, pads=(0, 0), dilation=1, groups=1):
+    """y[n, k, o] = b[k] + sum_{c in group(k), t} w[k, c, t] * xpad[n, c, o*stride + t*dilation]."""
+    x = np.asarray(x, np.float64)
+    w = np.asarray(w, np.float64)
+    n, c, length = x.shape
+    k, cpg, taps = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), pads))
+    out = (length + pads[0] + pads[1] - dilation * (taps - 1) - 1) // stride + 1
+    y = np.zeros((n, k, out))
+    kpg = k // groups
+    for g in range(groups):
+        for t in range(taps):
+            seg = xp[:, g * cpg:(g + 1) * cpg, t * dilation: t * dilation + stride * (out - 1) + 1: stride]
+            y[:, g * kpg:(g + 1) * kpg] += np.einsum("ncl,kc->nkl", seg, w[g * kpg:(g + 1) * kpg, :, t])
+    if b is not None:
+        y += np.asarray(b, np.float64)[None, :, None]
+    return y
+
+
+def conv1d_backward(dy, x, w, stride=1, pads=(0, 0), dilation=1, groups=1):
+    """(dx, dw, db) of conv1d, tap by tap."""
+    dy = np.asarray(dy, np.float64)
+    x = np.asarray(x, np.float64)
+    w = np.asarray(w, np.float64)
+    n, c, length = x.shape
+    k, cpg, taps = w.shape
+    out = dy.shape[2]
+    xp = np.pad(x, ((0, 0), (0, 0), pads))
+    dxp = np.zeros_like(xp)
+    dw = np.zeros_like(w)
+    kpg = k // groups
+    for g in range(groups):
+        cs, ks = slice(g * cpg, (g + 1) * cpg), slice(g * kpg, (g + 1) * kpg)
+        for t in range(taps):
+            window = slice(t * dilation, t * dilation + stride * (out - 1) + 1, stride)
+            dw[ks, :, t] = np.einsum("nkl,ncl->kc", dy[:, ks], xp[:, cs, window])
+            dxp[:, cs, window] += np.einsum("nkl,kc->ncl", dy[:, ks], w[ks, :, t])
+    return dxp[:, :, pads[0]:pads[0] + length], dw, dy.sum(axis=(0, 2))
+
+
+def conv_transpose2d_backward(dy, x, w, stride=(1, 1), pads=(0, 0, 0, 0), output_padding=(0, 0),
+                              dilation=(1, 1), groups=1):
+    """(dx, dw, db) of the scatter form in conv_transpose2d: dy is placed back on the uncropped
+    canvas, and every tap's scatter becomes a gather."""
+    dy = np.asarray(dy, np.float64)
+    x = np.asarray(x, np.float64)
+    w = np.asarray(w, np.float64)
+    n, cin, h, wd = x.shape
+    _, cout_pg, kh, kw = w.shape
+    sh, sw = stride
+    dh, dw_ = dilation
+    full_h = (h - 1) * sh + dh * (kh - 1) + 1 + output_padding[0]
+    full_w = (wd - 1) * sw + dw_ * (kw - 1) + 1 + output_padding[1]
+    top, bottom, left, right = pads
+    full = np.zeros((n, cout_pg * groups, full_h, full_w))
+    full[:, :, top:full_h - bottom, left:full_w - right] = dy
+    dx = np.zeros_like(x)
+    dw = np.zeros_like(w)
+    cin_pg = cin // groups
+    for g in range(groups):
+        ci, co = slice(g * cin_pg, (g + 1) * cin_pg), slice(g * cout_pg, (g + 1) * cout_pg)
+        for ky in range(kh):
+            for kx in range(kw):
+                view = full[:, co, ky * dh: ky * dh + sh * (h - 1) + 1: sh,
+                            kx * dw_: kx * dw_ + sw * (wd - 1) + 1: sw]
+                dx[:, ci] += np.einsum("nohw,co->nchw", view, w[ci, :, ky, kx])
+                dw[ci, :, ky, kx] = np.einsum("nchw,nohw->co", x[:, ci], view)
+    return dx, dw, dy.sum(axis=(0, 2, 3))
+
+
+def im2col(x, kh, kw, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1)):
+    """The book's layout generalised to asymmetric padding, pair strides and dilation:
+    row (n, oy, ox), column (c, ky, kx) = xpad[n, c, oy*sh + ky*dh, ox*sw + kx*dw]."""
+    x = np.asarray(x, np.float64)
+    n, c, h, w = x.shape
+    out_h = out_extent(h, kh, stride[0], pads[0], pads[1], dilation[0])
+    out_w = out_extent(w, kw, stride[1], pads[2], pads[3], dilation[1])
+    xp = _pad(x, pads)
+    cols = np.empty((n, out_h, out_w, c, kh, kw))
+    for ky in range(kh):
+        for kx in range(kw):
+            cols[..., ky, kx] = _tap_view(xp, ky, kx, stride, dilation, out_h, out_w).transpose(0, 2, 3, 1)
+    return cols.reshape(n * out_h * out_w, c * kh * kw)
+
+
+def col2im(col, x_shape, kh, kw, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1)):
+    """Adds every entry of an im2col matrix back onto its input position (padding dropped)."""
+    n, c, h, w = x_shape
+    out_h = out_extent(h, kh, stride[0], pads[0], pads[1], dilation[0])
+    out_w = out_extent(w, kw, stride[1], pads[2], pads[3], dilation[1])
+    cols = np.asarray(col, np.float64).reshape(n, out_h, out_w, c, kh, kw)
+    xp = np.zeros((n, c, h + pads[0] + pads[1], w + pads[2] + pads[3]))
+    for ky in range(kh):
+        for kx in range(kw):
+            _tap_view(xp, ky, kx, stride, dilation, out_h, out_w)[...] += cols[..., ky, kx].transpose(0, 3, 1, 2)
+    return xp[:, :, pads[0]:pads[0] + h, pads[2]:pads[2] + w]
+
+
+def sepconv2d_1d(x, w_col, w_row, b=None, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1)):
+    """Column pass then row pass, each a plain 1-D tap sum over a zero-padded axis."""
+    x = np.asarray(x, np.float64)
+    w_col = np.asarray(w_col, np.float64)
+    w_row = np.asarray(w_row, np.float64)
+    n, c, h, w = x.shape
+    kh, kw = w_col.shape[1], w_row.shape[1]
+    out_h = out_extent(h, kh, stride[0], pads[0], pads[1], dilation[0])
+    out_w = out_extent(w, kw, stride[1], pads[2], pads[3], dilation[1])
+    xp = _pad(x, (pads[0], pads[1], 0, 0))
+    mid = np.zeros((n, c, out_h, w))
+    for t in range(kh):
+        rows = xp[:, :, t * dilation[0]: t * dilation[0] + stride[0] * (out_h - 1) + 1: stride[0]]
+        mid += rows * w_col[None, :, t, None, None]
+    mp = _pad(mid, (0, 0, pads[2], pads[3]))
+    y = np.zeros((n, c, out_h, out_w))
+    for t in range(kw):
+        cols = mp[..., t * dilation[1]: t * dilation[1] + stride[1] * (out_w - 1) + 1: stride[1]]
+        y += cols * w_row[None, :, t, None, None]
+    if b is not None:
+        y += np.asarray(b, np.float64)[None, :, None, None]
+    return y
+
+
+def outer_kernel(w_col, w_row):
+    """(C, kh), (C, kw) -> the depthwise kernel (C, 1, kh, kw) with w[c, 0] = outer(w_col[c], w_row[c])."""
+    return np.einsum("ci,cj->cij", np.asarray(w_col, np.float64), np.asarray(w_row, np.float64))[:, None]

@@ -17,6 +17,8 @@ int64_t floor_div(int64_t a, int64_t b) {
 
 int64_t conv_out_extent(int64_t in, int64_t kernel, int64_t stride, int64_t pad_before,
                         int64_t pad_after, int64_t dilation) {
+  // Bound to Python: a zero stride would otherwise be an integer division by zero (SIGFPE).
+  CC_CHECK_VALUE(stride > 0, "conv_out_extent: stride must be positive, got ", stride);
   const int64_t span = dilation * (kernel - 1) + 1;
   return floor_div(in + pad_before + pad_after - span, stride) + 1;
 }
@@ -28,6 +30,7 @@ int64_t conv_transpose_out_extent(int64_t in, int64_t kernel, int64_t stride, in
 
 int64_t pool_out_extent(int64_t in, int64_t kernel, int64_t stride, int64_t pad_before,
                         int64_t pad_after, int64_t dilation, bool ceil_mode) {
+  CC_CHECK_VALUE(stride > 0, "pool_out_extent: stride must be positive, got ", stride);
   const int64_t span = dilation * (kernel - 1) + 1;
   const int64_t room = in + pad_before + pad_after - span;
   int64_t out = (ceil_mode ? floor_div(room + stride - 1, stride) : floor_div(room, stride)) + 1;

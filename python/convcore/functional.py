@@ -8,12 +8,14 @@ import numpy as np
 
 from . import _cpu
 from ._args import as_array, check_ndim, need_flags, padding1d, padding4, pair, single
+from ._separable import *  # noqa: F401,F403  (depthwise, separable, sepconv2d_1d, rank1_factor)
+from ._separable import __all__ as _separable_all
 
 __all__ = [
     "conv2d", "conv2d_backward", "conv1d", "conv1d_backward",
     "conv_transpose2d", "conv_transpose2d_backward",
     "im2col", "col2im", "select_algo",
-]
+] + _separable_all
 
 from ._pooling import *  # noqa: E402,F401,F403  (the pooling family, re-exported)
 from ._pooling import __all__ as _pooling_all  # noqa: E402
