@@ -4,7 +4,7 @@ import math
 
 # (header, width, key) of the table's columns; the row name is left-aligned, the rest right.
 TABLE = (
-    ("row", 15), ("shape", 28), ("algo", 9), ("GFLOP", 7), ("MB", 7), ("ms", 8),
+    ("row", 16), ("shape", 28), ("algo", 9), ("GFLOP", 7), ("MB", 7), ("ms", 8),
     ("rate", 11), ("%roof", 7), ("torch ms", 9), ("x torch", 7), ("numpy ms", 9), ("x numpy", 7),
     ("f+b ms", 8), ("torch f+b", 9), ("x f+b", 6),
 )

@@ -1,4 +1,5 @@
 """Wall-clock timing: warm-up, then the median of repetitions chosen to fit a time budget."""
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -35,7 +36,8 @@ class Budget:
 def measure(fn, budget):
     """Median wall time of fn() in milliseconds. The first call is a warm-up (page faults on new
     outputs, thread-pool start, lazy initialisation) and is never counted, except that a call
-    slower than the whole budget with min_reps == 1 is not repeated: its warm-up time stands."""
+    slower than the whole budget with min_reps == 1 (the NumPy baseline) is not repeated: its
+    warm-up time stands."""
     t0 = time.perf_counter()
     fn()
     warm = time.perf_counter() - t0
@@ -44,6 +46,9 @@ def measure(fn, budget):
     else:
         reps = int(budget.seconds / max(warm, 1e-6))
         reps = max(budget.min_reps, min(budget.max_reps, reps))
+        # A slow call gets min_reps only while they fit in 3x the budget (at least one), so a
+        # slow kernel or baseline cannot stretch the suite to hours.
+        reps = min(reps, max(1, math.ceil(3 * budget.seconds / max(warm, 1e-6))))
         if budget.min_reps <= 1 and warm >= budget.seconds:
             return Timing(warm * 1e3, 1, [warm * 1e3])
     samples = []
