@@ -80,7 +80,13 @@ def probe_line(p):
     bws = (f"stream {p.bw_1t:.1f} GB/s 1 thread" if p.threads == 1 else
            f"stream {p.bw_1t:.1f} GB/s 1 thread, {p.bw_nt:.1f} on {p.threads}"
            f" (copy {p.copy_nt:.1f}, triad {p.triad_nt:.1f})")
-    return f"machine [{p.label} @ {p.time_s:.0f}s]: {p.isa} FMA {peaks}; {bws}"
+    line = f"machine [{p.label} @ {p.time_s:.0f}s]: {p.isa} FMA {peaks}; {bws}"
+    # All threads reaching little more than one core's peak means other processes hold the
+    # other cores: the rows that follow are contended, and their times say more about that.
+    if p.threads > 1 and p.peak_nt < 1.3 * p.peak_1t:
+        line += (f"\n  warning: {p.threads} threads reach only {p.peak_nt / p.peak_1t:.2f}x one"
+                 " core's peak: other processes are using the cores, timings below are contended")
+    return line
 
 
 def preamble(machine, settings, torch_version, torch_reason, numpy_blas_limited, suite, nrows):
