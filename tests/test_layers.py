@@ -3,10 +3,22 @@ padding rules for Pooling, and a drop-in check against the book's im2col + dot N
 import numpy as np
 import pytest
 
+import convcore
+
 from convcore import layers as L
 from reference import rel_error
 
 GRAD_TOL = 1e-6
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These shapes are tiny: on a loaded machine, waking OpenMP workers for each call costs
+    far more than the work (a 70x slowdown was measured on 2 shared cores)."""
+    before = convcore.get_num_threads()
+    convcore.set_num_threads(1)
+    yield
+    convcore.set_num_threads(before)
 
 
 def numeric_grad(f, arr, eps=1e-6):
