@@ -335,20 +335,19 @@ class GlobalAvgPool(Layer):
 # ---- activations, affine, regularisers -------------------------------------------------------
 
 class Relu(Layer):
+    """max(x, 0). Keeps the book's `mask` (True where x <= 0)."""
+
     def __init__(self):
         self.mask = None
 
     def forward(self, x):
         self.mask = x <= 0
-        out = x.copy()
-        out[self.mask] = 0
-        return out
+        # np.where over the whole array: several times faster than boolean-index assignment
+        return np.where(self.mask, x.dtype.type(0), x)
 
     def backward(self, dout):
-        # a copy: the book edits dout in place, which surprises callers that reuse it
-        dx = dout.copy()
-        dx[self.mask] = 0
-        return dx
+        # a new array: the book edits dout in place, which surprises callers that reuse it
+        return np.where(self.mask, dout.dtype.type(0), dout)
 
 
 class Sigmoid(Layer):
