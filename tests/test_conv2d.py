@@ -159,3 +159,12 @@ def test_matches_pytorch(rng, case_id):
     y = F.conv2d(x, w, b, stride=case.stride, padding=case.pads, dilation=case.dilation,
                  groups=case.groups)
     assert_close(y, yt, f"vs torch {case}", 1e-5)
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+@pytest.mark.parametrize("case_id", range(25))
+def test_every_isa_against_reference(rng, isa, case_id):
+    """Each per-ISA build of the fast kernels, forced on this CPU, against the float64 reference."""
+    from isa import forced_isa
+    with forced_isa(isa):
+        _run_case(rng, random_conv_case(rng, depthwise=bool(case_id % 2)), np.float32)

@@ -1,33 +1,56 @@
 // Depthwise convolution (groups == C; K = C * multiplier, output channel k reads input channel
-// k / multiplier). Parallel over (image, input channel) so one thread owns an input plane and
-// all the output planes made from it; the fast SIMD variants replace the tap loops per ISA.
+// k / multiplier).
+//
+// The fast path is depthwise_impl.inc (row-at-a-time over a zero-padded plane), compiled once
+// per ISA: float runs the avx512/avx2 build chosen by active_isa(), double (and the scalar level)
+// the baseline build in this file. Shapes whose padded plane would be far larger than the input
+// (absurd padding) use the tap-window kernels below, which need no padded copy.
 #include <algorithm>
+#include <cstdint>
+#include <vector>
 
 #include "cpu/conv.h"
 #include "cpu/conv_taps.h"
+#include "cpu/cpu_features.h"
+#include "cpu/depthwise_isa.h"
 #include "cpu/parallel.h"
 
 namespace convcore::cpu {
 
+namespace {
+namespace base_f32 {
+using T = float;
+#include "cpu/depthwise_impl.inc"
+}  // namespace base_f32
+namespace base_f64 {
+using T = double;
+#include "cpu/depthwise_impl.inc"
+}  // namespace base_f64
+
+// True when a zero-padded copy of one plane stays within a small multiple of the plane itself.
+bool padded_plane_is_cheap(const ConvParams& p) {
+  const double padded = double(p.h + p.pad_top + p.pad_bottom) * double(p.w + p.pad_left + p.pad_right);
+  return padded <= 4.0 * double(p.h) * double(p.w) + 65536.0;
+}
+
+// ---- tap-window fallback (no workspace) ----
 template <typename T>
-void depthwise_forward(const ConvParams& p, const T* x, const T* w, const T* bias, T* y) {
+void forward_taps(const ConvParams& p, const T* x, const T* w, const T* bias, T* y) {
   const int64_t mult = p.channel_multiplier();
   const int64_t in_plane = p.h * p.w, out_plane = p.out_h * p.out_w, taps = p.kh * p.kw;
 #pragma omp parallel for collapse(2) schedule(static) num_threads(num_threads())
   for (int64_t n = 0; n < p.n; ++n)
-    for (int64_t c = 0; c < p.c; ++c) {
-      const T* in = x + (n * p.c + c) * in_plane;
-      for (int64_t k = c * mult; k < (c + 1) * mult; ++k) {
-        T* out = y + (n * p.k + k) * out_plane;
-        std::fill(out, out + out_plane, bias ? bias[k] : T(0));
-        for (int64_t tap = 0; tap < taps; ++tap)
-          accumulate_tap(p, tap_window(p, tap / p.kw, tap % p.kw), w[k * taps + tap], in, out);
-      }
+    for (int64_t k = 0; k < p.k; ++k) {
+      T* out = y + (n * p.k + k) * out_plane;
+      std::fill(out, out + out_plane, bias ? bias[k] : T(0));
+      for (int64_t tap = 0; tap < taps; ++tap)
+        accumulate_tap(p, tap_window(p, tap / p.kw, tap % p.kw), w[k * taps + tap],
+                       x + (n * p.c + k / mult) * in_plane, out);
     }
 }
 
 template <typename T>
-void depthwise_backward_input(const ConvParams& p, const T* dy, const T* w, T* dx) {
+void backward_input_taps(const ConvParams& p, const T* dy, const T* w, T* dx) {
   const int64_t mult = p.channel_multiplier();
   const int64_t in_plane = p.h * p.w, out_plane = p.out_h * p.out_w, taps = p.kh * p.kw;
 #pragma omp parallel for collapse(2) schedule(static) num_threads(num_threads())
@@ -43,7 +66,7 @@ void depthwise_backward_input(const ConvParams& p, const T* dy, const T* w, T* d
 }
 
 template <typename T>
-void depthwise_backward_weight(const ConvParams& p, const T* dy, const T* x, T* dw) {
+void backward_weight_taps(const ConvParams& p, const T* dy, const T* x, T* dw) {
   const int64_t mult = p.channel_multiplier();
   const int64_t in_plane = p.h * p.w, out_plane = p.out_h * p.out_w, taps = p.kh * p.kw;
 #pragma omp parallel for collapse(2) schedule(static) num_threads(num_threads())
@@ -56,9 +79,51 @@ void depthwise_backward_weight(const ConvParams& p, const T* dy, const T* x, T* 
       dw[k * taps + tap] = T(acc);
     }
 }
+}  // namespace
 
-CONVCORE_INSTANTIATE_FWD(depthwise_forward)
-CONVCORE_INSTANTIATE_BWD(depthwise_backward_input)
-CONVCORE_INSTANTIATE_BWD(depthwise_backward_weight)
+template <>
+void depthwise_forward<float>(const ConvParams& p, const float* x, const float* w, const float* b, float* y) {
+  if (!padded_plane_is_cheap(p)) return forward_taps(p, x, w, b, y);
+  switch (active_isa()) {
+    case Isa::Avx512: return avx512::depthwise_forward_f32(p, x, w, b, y);
+    case Isa::Avx2: return avx2::depthwise_forward_f32(p, x, w, b, y);
+    default: return base_f32::dw_forward(p, x, w, b, y);
+  }
+}
+template <>
+void depthwise_forward<double>(const ConvParams& p, const double* x, const double* w, const double* b, double* y) {
+  if (!padded_plane_is_cheap(p)) return forward_taps(p, x, w, b, y);
+  base_f64::dw_forward(p, x, w, b, y);
+}
+
+template <>
+void depthwise_backward_input<float>(const ConvParams& p, const float* dy, const float* w, float* dx) {
+  if (!padded_plane_is_cheap(p)) return backward_input_taps(p, dy, w, dx);
+  switch (active_isa()) {
+    case Isa::Avx512: return avx512::depthwise_backward_input_f32(p, dy, w, dx);
+    case Isa::Avx2: return avx2::depthwise_backward_input_f32(p, dy, w, dx);
+    default: return base_f32::dw_backward_input(p, dy, w, dx);
+  }
+}
+template <>
+void depthwise_backward_input<double>(const ConvParams& p, const double* dy, const double* w, double* dx) {
+  if (!padded_plane_is_cheap(p)) return backward_input_taps(p, dy, w, dx);
+  base_f64::dw_backward_input(p, dy, w, dx);
+}
+
+template <>
+void depthwise_backward_weight<float>(const ConvParams& p, const float* dy, const float* x, float* dw) {
+  if (!padded_plane_is_cheap(p)) return backward_weight_taps(p, dy, x, dw);
+  switch (active_isa()) {
+    case Isa::Avx512: return avx512::depthwise_backward_weight_f32(p, dy, x, dw);
+    case Isa::Avx2: return avx2::depthwise_backward_weight_f32(p, dy, x, dw);
+    default: return base_f32::dw_backward_weight(p, dy, x, dw);
+  }
+}
+template <>
+void depthwise_backward_weight<double>(const ConvParams& p, const double* dy, const double* x, double* dw) {
+  if (!padded_plane_is_cheap(p)) return backward_weight_taps(p, dy, x, dw);
+  base_f64::dw_backward_weight(p, dy, x, dw);
+}
 
 }  // namespace convcore::cpu

@@ -1,0 +1,19 @@
+// The depthwise kernels of depthwise_impl.inc compiled with avx512 flags (see CMakeLists.txt).
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "common/conv_params.h"
+#include "cpu/depthwise_isa.h"
+#include "cpu/parallel.h"
+
+namespace convcore::cpu::avx512 {
+namespace {
+namespace dw_impl {
+using T = float;
+#include "cpu/depthwise_impl.inc"
+}  // namespace dw_impl
+}  // namespace
+}  // namespace convcore::cpu::avx512
+
+CONVCORE_DEFINE_DEPTHWISE_F32(avx512)

@@ -1,0 +1,26 @@
+// Per-ISA builds of the float depthwise kernels in depthwise_impl.inc (see depthwise.cpp).
+#pragma once
+#include "common/conv_params.h"
+
+#define CONVCORE_DECLARE_DEPTHWISE_F32(isa)                                                      \
+  namespace convcore::cpu::isa {                                                                 \
+  void depthwise_forward_f32(const ConvParams& p, const float* x, const float* w, const float* b, \
+                             float* y);                                                          \
+  void depthwise_backward_input_f32(const ConvParams& p, const float* dy, const float* w,        \
+                                    float* dx);                                                  \
+  void depthwise_backward_weight_f32(const ConvParams& p, const float* dy, const float* x,       \
+                                     float* dw);                                                 \
+  }
+CONVCORE_DECLARE_DEPTHWISE_F32(avx2)
+CONVCORE_DECLARE_DEPTHWISE_F32(avx512)
+
+// Defines the three entry points of one ISA namespace from depthwise_impl.inc (T = float).
+#define CONVCORE_DEFINE_DEPTHWISE_F32(isa)                                                       \
+  namespace convcore::cpu::isa {                                                                 \
+  void depthwise_forward_f32(const ConvParams& p, const float* x, const float* w, const float* b, \
+                             float* y) { dw_impl::dw_forward(p, x, w, b, y); }                   \
+  void depthwise_backward_input_f32(const ConvParams& p, const float* dy, const float* w,        \
+                                    float* dx) { dw_impl::dw_backward_input(p, dy, w, dx); }     \
+  void depthwise_backward_weight_f32(const ConvParams& p, const float* dy, const float* x,       \
+                                     float* dw) { dw_impl::dw_backward_weight(p, dy, x, dw); }   \
+  }
