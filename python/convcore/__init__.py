@@ -7,6 +7,7 @@ See README.md for the tour and ARCHITECTURE.md for how a call reaches a kernel.
 """
 from . import _cpu
 from . import functional
+from . import data, init, layers, models, optim  # book-style layers, networks, training
 
 __version__ = "0.1.0"
 
@@ -42,5 +43,5 @@ def backends():
     return info
 
 
-__all__ = ["functional", "set_num_threads", "get_num_threads", "set_max_workspace",
-           "get_max_workspace", "backends", "__version__"]
+__all__ = ["functional", "layers", "models", "optim", "init", "data", "set_num_threads",
+           "get_num_threads", "set_max_workspace", "get_max_workspace", "backends", "__version__"]
