@@ -46,9 +46,9 @@ void conv2d_backward_bias(const ConvParams& p, const T* dy, T* db) {
     double acc = 0.0;
     for (int64_t n = 0; n < p.n; ++n) {
       const T* src = dy + (n * p.k + k) * plane;
-      T row = 0;  // plane sums in T vectorise; the sum over images stays in double
-      for (int64_t i = 0; i < plane; ++i) row += src[i];
-      acc += double(row);
+      // all in double: this pass is memory-bound, and a sum that cancels must not lose digits
+#pragma omp simd reduction(+ : acc)
+      for (int64_t i = 0; i < plane; ++i) acc += double(src[i]);
     }
     db[k] = T(acc);
   }
