@@ -4,6 +4,8 @@ Arrays are NCHW (N, C, L for 1-D), float32 or float64; the output has the input'
 Every op has a backward that returns the gradients asked for in `need` (None for the others).
 Shapes are validated once in the native layer (csrc/common) and errors name the argument.
 """
+import contextlib
+
 import numpy as np
 
 from . import _cpu
@@ -88,11 +90,27 @@ def _conv1d_args(x, w, stride, padding, dilation, op):
     return x[:, :, None, :], w[:, :, None, :], (1, stride), (0, 0, left, right), (1, dilation)
 
 
+@contextlib.contextmanager
+def _as_1d_errors(op):
+    """conv1d runs as conv2d over (N, C, 1, L): re-label the 2-D op's messages so the user sees
+    the op they called (shapes in the message stay 4-D, which the note explains)."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        msg = str(exc)
+        for name in ("conv2d_backward", "conv2d"):
+            if msg.startswith(name + ":"):
+                msg = op + ":" + msg[len(name) + 1:]
+                break
+        raise type(exc)(msg + " [conv1d runs as conv2d over (N, C, 1, L)]") from None
+
+
 def conv1d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, *, algo="auto"):
     """1-D convolution. x: (N, C, L); w: (K, C/groups, k); padding: int, (left, right), "same", "valid"."""
     op = "conv1d"
     x4, w4, s, p, d = _conv1d_args(x, w, stride, padding, dilation, op)
-    y = conv2d(x4, w4, bias, s, p, d, groups, algo=algo)
+    with _as_1d_errors(op):
+        y = conv2d(x4, w4, bias, s, p, d, groups, algo=algo)
     return y[:, :, 0, :]
 
 
@@ -103,7 +121,8 @@ def conv1d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, *,
     x4, w4, s, p, d = _conv1d_args(x, w, stride, padding, dilation, op)
     dy = as_array(dy, op, "dy")
     check_ndim(dy, 3, op, "dy", "(N, K, L_out)")
-    dx, dw, db = conv2d_backward(dy[:, :, None, :], x4, w4, s, p, d, groups, need=need, algo=algo)
+    with _as_1d_errors(op):
+        dx, dw, db = conv2d_backward(dy[:, :, None, :], x4, w4, s, p, d, groups, need=need, algo=algo)
     return (None if dx is None else dx[:, :, 0, :],
             None if dw is None else dw[:, :, 0, :],
             db)
