@@ -196,7 +196,10 @@ def test_catalogue_does_not_crash_the_interpreter():
     import os
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join([os.path.join(root, "python")] + env.get("PYTHONPATH", "").split(os.pathsep))
+    # the child must import the same convcore as this process (installed, or a dev tree)
+    import convcore
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(convcore.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([package_parent] + env.get("PYTHONPATH", "").split(os.pathsep))
     done = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -177,3 +177,19 @@ def test_conv_transpose2d_thread_counts_agree(rng):
     for later in results[1:]:
         for a, b in zip(results[0], later):
             assert_close(a, b, "threads", 1e-6)
+
+
+def test_1x1_with_output_padding_beyond_stride(rng):
+    """Regression: output_padding >= stride (allowed below the dilation) gives a 1x1 transposed conv
+    whose output has rows no input reaches; the im2col path once took it for a pointwise conv."""
+    x = small_ints(rng, (1, 6, 1, 1), np.float32)
+    w = small_ints(rng, (6, 2, 1, 1), np.float32)
+    dy = small_ints(rng, (1, 6, 2, 1), np.float32)
+    kw = dict(stride=1, padding=0, output_padding=(1, 0), dilation=(2, 1), groups=3)
+    base = F.conv_transpose2d(x, w, algo="reference", **kw)
+    assert base.shape == (1, 6, 2, 1) and np.all(base[:, :, 1] == 0)
+    base_grads = F.conv_transpose2d_backward(dy, x, w, algo="reference", **kw)
+    for algo in ("direct", "im2col", "auto"):
+        np.testing.assert_array_equal(F.conv_transpose2d(x, w, algo=algo, **kw), base)
+        for got, want in zip(F.conv_transpose2d_backward(dy, x, w, algo=algo, **kw), base_grads):
+            np.testing.assert_array_equal(got, want)

@@ -28,9 +28,12 @@ struct ConvParams {
   // depthwise: every group sees one input channel (K may be a multiple of C: channel multiplier)
   bool is_depthwise() const { return groups == c && c_per_group() == 1 && groups > 1; }
   int64_t channel_multiplier() const { return k / groups; }
+  // The input plane is itself the im2col matrix. NB: out_h == h must be checked too: a transposed
+  // conv with output_padding >= stride (allowed when below the dilation) describes a 1x1 conv whose
+  // out_h is smaller than h.
   bool is_pointwise() const {
     return kh == 1 && kw == 1 && stride_h == 1 && stride_w == 1 && pad_top == 0 &&
-           pad_bottom == 0 && pad_left == 0 && pad_right == 0;
+           pad_bottom == 0 && pad_left == 0 && pad_right == 0 && out_h == h && out_w == w;
   }
   int64_t input_numel() const { return n * c * h * w; }
   int64_t weight_numel() const { return k * c_per_group() * kh * kw; }
