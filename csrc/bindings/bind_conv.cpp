@@ -36,8 +36,8 @@ void check_grad_shape(const py::array& dy, const std::vector<int64_t>& want, con
 }
 
 py::array conv2d_forward(const py::array& x, const py::array& w, const OptArray& bias, Pair stride,
-                         Pad4 padding, Pair dilation, int64_t groups, const std::string& algo_name) {
-  const std::string op = "conv2d";
+                         Pad4 padding, Pair dilation, int64_t groups, const std::string& algo_name,
+                         const std::string& op) {
   DType dtype = check_float_array(x, op, "x", 4);
   check_float_array(w, op, "w", 4);
   check_same_dtype(w, dtype, op, "w", "x");
@@ -56,8 +56,7 @@ py::array conv2d_forward(const py::array& x, const py::array& w, const OptArray&
 
 py::tuple conv2d_backward(const py::array& dy, const py::array& x, const py::array& w, Pair stride,
                           Pad4 padding, Pair dilation, int64_t groups, bool need_x, bool need_w,
-                          bool need_b, const std::string& algo_name) {
-  const std::string op = "conv2d_backward";
+                          bool need_b, const std::string& algo_name, const std::string& op) {
   DType dtype = check_float_array(x, op, "x", 4);
   check_float_array(w, op, "w", 4);
   check_same_dtype(w, dtype, op, "w", "x");
@@ -210,10 +209,12 @@ py::array col2im(const py::array& col, Shape4 x_shape, int64_t kh, int64_t kw, P
 
 void register_conv(py::module_& m) {
   using namespace pybind11::literals;
+  // `op` names the public function in error messages (conv1d runs through these as well).
   m.def("conv2d_forward", &conv2d_forward, "x"_a, "w"_a, "bias"_a, "stride"_a, "padding"_a,
-        "dilation"_a, "groups"_a, "algo"_a);
+        "dilation"_a, "groups"_a, "algo"_a, "op"_a = "conv2d");
   m.def("conv2d_backward", &conv2d_backward, "dy"_a, "x"_a, "w"_a, "stride"_a, "padding"_a,
-        "dilation"_a, "groups"_a, "need_x"_a, "need_w"_a, "need_b"_a, "algo"_a);
+        "dilation"_a, "groups"_a, "need_x"_a, "need_w"_a, "need_b"_a, "algo"_a,
+        "op"_a = "conv2d_backward");
   m.def("conv_transpose2d_forward", &conv_transpose2d_forward, "x"_a, "w"_a, "bias"_a, "stride"_a,
         "padding"_a, "output_padding"_a, "dilation"_a, "groups"_a, "algo"_a);
   m.def("conv_transpose2d_backward", &conv_transpose2d_backward, "dy"_a, "x"_a, "w"_a, "stride"_a,

@@ -4,8 +4,6 @@ Arrays are NCHW (N, C, L for 1-D), float32 or float64; the output has the input'
 Every op has a backward that returns the gradients asked for in `need` (None for the others).
 Shapes are validated once in the native layer (csrc/common) and errors name the argument.
 """
-import contextlib
-
 import numpy as np
 
 from . import _cpu
@@ -51,21 +49,29 @@ def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, *, algo="
     algo: "auto", "direct", "im2col", "depthwise" (groups == C) or "reference".
     Returns y: (N, K, out_h, out_w).
     """
-    op = "conv2d"
+    return _conv2d(x, w, bias, stride, padding, dilation, groups, algo, "conv2d")
+
+
+def _conv2d(x, w, bias, stride, padding, dilation, groups, algo, op):
+    """conv2d, with errors naming `op` (conv1d runs through here over (N, C, 1, L))."""
     x, w, stride, pad, dilation, groups = _conv_args(x, w, stride, padding, dilation, groups, op)
     b = None if bias is None else as_array(bias, op, "bias")
-    return _cpu.conv2d_forward(x, w, b, stride, pad, dilation, groups, _check_algo(algo, op))
+    return _cpu.conv2d_forward(x, w, b, stride, pad, dilation, groups, _check_algo(algo, op), op)
 
 
 def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, *,
                     need=("x", "w", "b"), algo="auto"):
     """Gradients of conv2d: returns (dx, dw, db), None for what `need` leaves out."""
-    op = "conv2d_backward"
+    return _conv2d_backward(dy, x, w, stride, padding, dilation, groups, need, algo,
+                            "conv2d_backward")
+
+
+def _conv2d_backward(dy, x, w, stride, padding, dilation, groups, need, algo, op):
     x, w, stride, pad, dilation, groups = _conv_args(x, w, stride, padding, dilation, groups, op)
     dy = as_array(dy, op, "dy")
     nx, nw, nb = need_flags(need, ("x", "w", "b"), op)
     return _cpu.conv2d_backward(dy, x, w, stride, pad, dilation, groups, nx, nw, nb,
-                                _check_algo(algo, op))
+                                _check_algo(algo, op), op)
 
 
 def select_algo(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
@@ -90,27 +96,12 @@ def _conv1d_args(x, w, stride, padding, dilation, op):
     return x[:, :, None, :], w[:, :, None, :], (1, stride), (0, 0, left, right), (1, dilation)
 
 
-@contextlib.contextmanager
-def _as_1d_errors(op):
-    """conv1d runs as conv2d over (N, C, 1, L): re-label the 2-D op's messages so the user sees
-    the op they called (shapes in the message stay 4-D, which the note explains)."""
-    try:
-        yield
-    except (ValueError, TypeError) as exc:
-        msg = str(exc)
-        for name in ("conv2d_backward", "conv2d"):
-            if msg.startswith(name + ":"):
-                msg = op + ":" + msg[len(name) + 1:]
-                break
-        raise type(exc)(msg + " [conv1d runs as conv2d over (N, C, 1, L)]") from None
-
-
 def conv1d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, *, algo="auto"):
     """1-D convolution. x: (N, C, L); w: (K, C/groups, k); padding: int, (left, right), "same", "valid"."""
     op = "conv1d"
     x4, w4, s, p, d = _conv1d_args(x, w, stride, padding, dilation, op)
-    with _as_1d_errors(op):
-        y = conv2d(x4, w4, bias, s, p, d, groups, algo=algo)
+    # shapes in the native messages are the 4-D views (N, C, 1, L)
+    y = _conv2d(x4, w4, bias, s, p, d, groups, algo, op)
     return y[:, :, 0, :]
 
 
@@ -121,8 +112,7 @@ def conv1d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, *,
     x4, w4, s, p, d = _conv1d_args(x, w, stride, padding, dilation, op)
     dy = as_array(dy, op, "dy")
     check_ndim(dy, 3, op, "dy", "(N, K, L_out)")
-    with _as_1d_errors(op):
-        dx, dw, db = conv2d_backward(dy[:, :, None, :], x4, w4, s, p, d, groups, need=need, algo=algo)
+    dx, dw, db = _conv2d_backward(dy[:, :, None, :], x4, w4, s, p, d, groups, need, algo, op)
     return (None if dx is None else dx[:, :, 0, :],
             None if dw is None else dw[:, :, 0, :],
             db)
