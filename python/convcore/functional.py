@@ -21,6 +21,10 @@ from ._pooling import *  # noqa: E402,F401,F403  (the pooling family, re-exporte
 from ._pooling import __all__ as _pooling_all  # noqa: E402
 __all__ += _pooling_all
 
+from ._dense import *  # noqa: E402,F401,F403  (relu, relu_backward, matmul for the layers)
+from ._dense import __all__ as _dense_all  # noqa: E402
+__all__ += _dense_all
+
 
 def _conv_args(x, w, stride, padding, dilation, groups, op):
     x = as_array(x, op, "x")

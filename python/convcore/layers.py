@@ -42,6 +42,18 @@ def _as(arr, dtype):
     return np.asarray(arr, dtype=dtype)
 
 
+def _is_float_ndarray(a):
+    return isinstance(a, np.ndarray) and (a.dtype == np.float32 or a.dtype == np.float64)
+
+
+def _matmul(a, b):
+    """a @ b, on convcore's GEMM when both are float arrays of one dtype (one thread pool for the
+    whole step), else NumPy's (which also promotes mixed dtypes the way the book's code expects)."""
+    if _is_float_ndarray(a) and _is_float_ndarray(b) and a.dtype == b.dtype and a.ndim == b.ndim == 2:
+        return F.matmul(a, b)
+    return a @ b
+
+
 class Layer:
     """Common protocol: `params` names the attributes that hold parameters (their gradients
     live in 'd' + name after backward); `takes_train_flg` says forward accepts train_flg."""
@@ -250,6 +262,7 @@ class Pooling(Layer):
         self.x = None
         self._indices = None     # flat iy*W_padded + ix of the maximum, per output, NCHW
         self._padded_shape = None
+        self._xp = None          # the zero-padded input the forward pooled
 
     def _padded(self, x):
         if self.pad == 0:
@@ -262,12 +275,16 @@ class Pooling(Layer):
         dtype = _float_dtype(x)
         xp = self._padded(_as(x, dtype))
         self._padded_shape = xp.shape
-        out, self._indices = _max_pool_with_indices(xp, (self.pool_h, self.pool_w), self.stride)
+        self._xp = xp
+        out, self._indices = F.max_pool2d(xp, (self.pool_h, self.pool_w), stride=self.stride,
+                                          padding=0, return_indices=True)
         return out
 
     def backward(self, dout):
         dtype = _float_dtype(self.x)
-        dxp = _max_pool_scatter(_as(dout, dtype), self._indices, self._padded_shape)
+        # routes each gradient to its window's argmax, summing where windows share it
+        dxp = F.max_pool2d_backward(_as(dout, dtype), self._xp, (self.pool_h, self.pool_w),
+                                    stride=self.stride, padding=0, indices=self._indices)
         if self.pad:
             p = self.pad
             dxp = dxp[:, :, p:dxp.shape[2] - p, p:dxp.shape[3] - p]
@@ -284,36 +301,6 @@ class Pooling(Layer):
         ox = np.arange(out_w).reshape(1, 1, 1, out_w) * self.stride
         in_window = (iy - oy) * self.pool_w + (ix - ox)
         return in_window.transpose(0, 2, 3, 1).reshape(-1)
-
-
-def _max_pool_with_indices(xp, kernel, stride):
-    """Max pooling without padding, returning (out, flat int64 indices into each plane)."""
-    if hasattr(F, "max_pool2d"):
-        return F.max_pool2d(xp, kernel, stride=stride, padding=0, return_indices=True)
-    # Until the native pooling kernels land: the book's own method, on the native im2col.
-    # argmax returns the first maximum, which is the book's tie rule.
-    n, c, h, w = xp.shape
-    kh, kw = kernel
-    out_h = (h - kh) // stride + 1
-    out_w = (w - kw) // stride + 1
-    col = F.im2col(xp, kh, kw, stride, 0).reshape(n * out_h * out_w * c, kh * kw)
-    arg = np.argmax(col, axis=1)
-    out = col[np.arange(arg.size), arg].reshape(n, out_h, out_w, c).transpose(0, 3, 1, 2)
-    ky, kx = np.divmod(arg.reshape(n, out_h, out_w, c).transpose(0, 3, 1, 2), kw)
-    iy = ky + np.arange(out_h).reshape(1, 1, out_h, 1) * stride
-    ix = kx + np.arange(out_w).reshape(1, 1, 1, out_w) * stride
-    return np.ascontiguousarray(out), (iy * w + ix).astype(np.int64)
-
-
-def _max_pool_scatter(dout, indices, padded_shape):
-    """Route each output gradient to the input element its window's maximum came from."""
-    n, c, h, w = padded_shape
-    plane_offsets = (np.arange(n * c, dtype=np.int64) * (h * w)).reshape(n, c, 1, 1)
-    # bincount sums duplicates: with stride < pool size one input can be the max of several
-    # windows, and plain fancy-index assignment would keep only one of them
-    dxp = np.bincount((indices + plane_offsets).reshape(-1), weights=dout.reshape(-1),
-                      minlength=n * c * h * w)
-    return dxp.astype(dout.dtype, copy=False).reshape(n, c, h, w)
 
 
 class GlobalAvgPool(Layer):
@@ -335,19 +322,44 @@ class GlobalAvgPool(Layer):
 # ---- activations, affine, regularisers -------------------------------------------------------
 
 class Relu(Layer):
-    """max(x, 0). Keeps the book's `mask` (True where x <= 0)."""
+    """max(x, 0). Keeps the book's `mask` (True where x <= 0), computed when read.
+
+    The forward keeps its output instead of a mask: out <= 0 exactly where x <= 0, so the native
+    backward reads `out` and nothing else has to be stored or recomputed per step.
+    """
 
     def __init__(self):
-        self.mask = None
+        self.out = None
+        self._mask = None
+        self._mask_set_by_user = False
+
+    @property
+    def mask(self):
+        if self._mask is None and self.out is not None:
+            self._mask = self.out <= 0
+        return self._mask
+
+    @mask.setter
+    def mask(self, value):
+        self._mask = value
+        self._mask_set_by_user = value is not None
 
     def forward(self, x):
-        self.mask = x <= 0
-        # np.where over the whole array: several times faster than boolean-index assignment
-        return np.where(self.mask, x.dtype.type(0), x)
+        self._mask = None
+        self._mask_set_by_user = False
+        if _is_float_ndarray(x):
+            self.out = F.relu(x)
+        else:
+            x = np.asarray(x)
+            self.out = np.where(x <= 0, x.dtype.type(0), x)
+        return self.out
 
     def backward(self, dout):
         # a new array: the book edits dout in place, which surprises callers that reuse it
-        return np.where(self.mask, dout.dtype.type(0), dout)
+        if (not self._mask_set_by_user and _is_float_ndarray(dout)
+                and dout.dtype == self.out.dtype and dout.shape == self.out.shape):
+            return F.relu_backward(dout, self.out)
+        return np.where(self.mask, np.asarray(dout).dtype.type(0), dout)
 
 
 class Sigmoid(Layer):
@@ -377,11 +389,11 @@ class Affine(Layer):
     def forward(self, x):
         self.original_x_shape = x.shape
         self.x = x.reshape(x.shape[0], -1)
-        return self.x @ self.W + self.b
+        return _matmul(self.x, self.W) + self.b
 
     def backward(self, dout):
-        dx = dout @ self.W.T
-        self.dW = (self.x.T @ dout).astype(self.W.dtype, copy=False)
+        dx = _matmul(dout, self.W.T)
+        self.dW = _matmul(self.x.T, dout).astype(self.W.dtype, copy=False)
         self.db = np.sum(dout, axis=0).astype(self.b.dtype, copy=False)
         return dx.reshape(self.original_x_shape)
 
