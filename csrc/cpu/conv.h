@@ -34,6 +34,11 @@ void conv2d_backward_input_im2col(const ConvParams& p, const T* dy, const T* w, 
 template <typename T>
 void conv2d_backward_weight_im2col(const ConvParams& p, const T* dy, const T* x, T* dw);
 
+// float32 im2col forward without the column matrix: one implicit GEMM over the batch
+// (conv_implicit_gemm.cpp); conv2d_forward_im2col<float> runs it.
+void conv2d_forward_implicit_f32(const ConvParams& p, const float* x, const float* w,
+                                 const float* bias, float* y);
+
 template <typename T>
 void depthwise_forward(const ConvParams& p, const T* x, const T* w, const T* bias, T* y);
 template <typename T>

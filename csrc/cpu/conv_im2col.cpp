@@ -13,6 +13,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/conv.h"
@@ -62,6 +63,9 @@ void run_gemm(bool parallel, bool ta, bool tb, int64_t m, int64_t n, int64_t k, 
 
 template <typename T>
 void conv2d_forward_im2col(const ConvParams& p, const T* x, const T* w, const T* bias, T* y) {
+  if constexpr (std::is_same_v<T, float>) {
+    return conv2d_forward_implicit_f32(p, x, w, bias, y);
+  }
   const Im2colShape s(p);
   for_each_image<T>(p.n, s.workspace(), [&](int64_t n, T* col, int, bool par) {
     for (int64_t g = 0; g < p.groups; ++g) {
