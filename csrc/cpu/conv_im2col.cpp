@@ -91,6 +91,9 @@ void conv2d_forward_im2col(const ConvParams& p, const T* x, const T* w, const T*
 
 template <typename T>
 void conv2d_backward_input_im2col(const ConvParams& p, const T* dy, const T* w, T* dx) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (backward_input_is_a_forward(p)) return conv2d_backward_input_implicit_f32(p, dy, w, dx);
+  }
   const Im2colShape s(p);
   for_each_image<T>(p.n, s.workspace(), [&](int64_t n, T* col, int, bool par) {
     for (int64_t g = 0; g < p.groups; ++g) {
@@ -112,6 +115,9 @@ void conv2d_backward_input_im2col(const ConvParams& p, const T* dy, const T* w, 
 
 template <typename T>
 void conv2d_backward_weight_im2col(const ConvParams& p, const T* dy, const T* x, T* dw) {
+  if constexpr (std::is_same_v<T, float>) {
+    return conv2d_backward_weight_implicit_f32(p, dy, x, dw);
+  }
   const Im2colShape s(p);
   const int64_t dw_elems = p.k * s.ckk;
   const int slots = std::max(1, num_threads());

@@ -251,3 +251,185 @@ void conv2d_forward_implicit_f32(const ConvParams& p, const float* x, const floa
 }
 
 }  // namespace convcore::cpu
+
+namespace convcore::cpu {
+
+// With stride 1, the input gradient is itself a convolution: dX = conv(dY, W') over dY padded by
+// (dilated kernel extent - 1 - pad) on each side, where W'[c][k] is W[k][c] turned by 180
+// degrees (per group). That padding must not be negative: every pad <= dil * (kernel - 1); and
+// the outputs must cover the input exactly (a transposed conv's params may carry extra rows from
+// output_padding that no output reads: their gradient is zero, which this form does not write).
+bool backward_input_is_a_forward(const ConvParams& p) {
+  const int64_t eh = p.dil_h * (p.kh - 1), ew = p.dil_w * (p.kw - 1);
+  return p.stride_h == 1 && p.stride_w == 1 && p.pad_top <= eh && p.pad_bottom <= eh &&
+         p.pad_left <= ew && p.pad_right <= ew && p.out_h == p.h + p.pad_top + p.pad_bottom - eh &&
+         p.out_w == p.w + p.pad_left + p.pad_right - ew;
+}
+
+void conv2d_backward_input_implicit_f32(const ConvParams& p, const float* dy, const float* w,
+                                        float* dx) {
+  CC_ASSERT(backward_input_is_a_forward(p));
+  const int64_t eh = p.dil_h * (p.kh - 1), ew = p.dil_w * (p.kw - 1);
+  const int64_t kpg = p.k_per_group(), cpg = p.c_per_group(), taps = p.kh * p.kw;
+  const ConvParams q = make_conv_params(
+      "conv2d_backward", {p.n, p.k, p.out_h, p.out_w}, {p.c, kpg, p.kh, p.kw}, {1, 1},
+      {eh - p.pad_top, eh - p.pad_bottom, ew - p.pad_left, ew - p.pad_right}, {p.dil_h, p.dil_w},
+      p.groups);
+  CC_ASSERT(q.out_h == p.h && q.out_w == p.w);
+  std::vector<float> turned(static_cast<size_t>(p.c * kpg * taps));
+  for (int64_t g = 0; g < p.groups; ++g)
+    for (int64_t c = 0; c < cpg; ++c)
+      for (int64_t k = 0; k < kpg; ++k) {
+        const float* src = w + ((g * kpg + k) * cpg + c) * taps;
+        float* dst = turned.data() + ((g * cpg + c) * kpg + k) * taps;
+        for (int64_t t = 0; t < taps; ++t) dst[t] = src[taps - 1 - t];
+      }
+  conv2d_forward_implicit_f32(q, dy, turned.data(), nullptr, dx);
+}
+
+}  // namespace convcore::cpu
+
+namespace convcore::cpu {
+
+namespace {
+
+// A run of consecutive output positions of one K block that share (image, oy).
+struct PositionRun {
+  int64_t offset, len;  // first position within the block, number of positions
+  int64_t x_base;       // padded-input offset of the first position at c = ky = kx = 0
+  int64_t dy_base;      // dy offset of the first position in output channel 0
+};
+
+void split_positions(const ConvParams& p, const PaddedInput& in, int64_t p0, int64_t count,
+                     std::vector<PositionRun>& runs) {
+  runs.clear();
+  const int64_t ohw = p.out_h * p.out_w;
+  for (int64_t off = 0; off < count;) {
+    const int64_t g = p0 + off, image = g / ohw, q = g % ohw;
+    const int64_t oy = q / p.out_w, ox = q % p.out_w;
+    const int64_t len = std::min(p.out_w - ox, count - off);
+    runs.push_back({off, len, (image * p.c * in.h + oy * p.stride_h) * in.w + ox * p.stride_w,
+                    image * p.k * ohw + q});
+    off += len;
+  }
+}
+
+}  // namespace
+
+// dW^T_g (CKK x K/G) = col (CKK x N*OHW) * dY_g^T (N*OHW x K/G): the long dimension, every
+// output position of every image, is the GEMM's K. The micro-kernel's A panels (CKK rows of col)
+// are packed straight from the padded input, its B panels from dY; each thread sums a contiguous
+// range of K blocks into its own dW^T, and the partial sums are added in thread order (the same
+// order every run at a fixed thread count).
+void conv2d_backward_weight_implicit_f32(const ConvParams& p, const float* dy, const float* x,
+                                         float* dw) {
+  const int64_t kpg = p.k_per_group(), cpg = p.c_per_group();
+  const int64_t ckk = cpg * p.kh * p.kw, ohw = p.out_h * p.out_w, total = p.n * ohw;
+  const int64_t dw_elems = p.k * ckk;
+  if (total == 0) {
+    std::fill(dw, dw + dw_elems, 0.0f);
+    return;
+  }
+  const GemmUkernel& uk = gemm_ukernel_for_shape(active_isa(), ckk, kpg);
+  const int mr = uk.mr, nr = uk.nr;
+  const GemmBlocking blk = gemm_blocking_for(uk);
+  const int64_t kc = gemm_k_block(total, blk), k_blocks = ceil_div(total, kc);
+  const int64_t m_panels = ceil_div(ckk, mr), n_panels = ceil_div(kpg, nr);
+  const int64_t mc_panels = std::max<int64_t>(1, blk.mc / mr);
+  int threads = num_threads();
+  if (p.macs() < 2e5) threads = 1;
+  threads = static_cast<int>(std::min<int64_t>(threads, k_blocks));
+
+  const PaddedInput in = pad_input(p, x, threads);
+  std::vector<int64_t> row_off(static_cast<size_t>(ckk));
+  for (int64_t r = 0; r < ckk; ++r) {
+    const int64_t c = r / (p.kh * p.kw), ky = (r / p.kw) % p.kh, kx = r % p.kw;
+    row_off[r] = (c * in.h + ky * p.dil_h) * in.w + kx * p.dil_w;
+  }
+  // partial[t] = thread t's dW^T for every group (g, r, k) with ldc = kpg
+  std::vector<float> partials(static_cast<size_t>(threads * dw_elems));
+  std::vector<char> used(static_cast<size_t>(threads), 0);
+
+  std::exception_ptr error;
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t first = k_blocks * t / nt, last = k_blocks * (t + 1) / nt;
+    float* acc = partials.data() + t * dw_elems;
+    try {
+      AlignedFloats a_pack(static_cast<size_t>(mc_panels * mr * kc));
+      AlignedFloats b_pack(static_cast<size_t>(n_panels * nr * kc));
+      std::vector<PositionRun> runs;
+      for (int64_t b = first; b < last; ++b) {
+        const int64_t p0 = b * kc, kb = std::min(kc, total - p0);
+        const bool first_k = b == first;
+        split_positions(p, in, p0, kb, runs);
+        for (int64_t g = 0; g < p.groups; ++g) {
+          // B: kb positions x kpg output channels of dY (columns past kpg zero)
+          float* bp = b_pack.get();
+          for (int64_t kk = 0; kk < n_panels * nr; ++kk) {
+            float* d = bp + (kk / nr) * kb * nr + kk % nr;
+            if (kk >= kpg) {
+              for (int64_t i = 0; i < kb; ++i) d[i * nr] = 0.0f;
+              continue;
+            }
+            for (const PositionRun& run : runs) {
+              const float* src = dy + run.dy_base + (g * kpg + kk) * ohw;
+              float* dd = d + run.offset * nr;
+              for (int64_t i = 0; i < run.len; ++i) dd[i * nr] = src[i];
+            }
+          }
+          const float* x_group = in.data + g * cpg * in.h * in.w;
+          float* acc_group = acc + g * ckk * kpg;
+          for (int64_t ic = 0; ic < m_panels; ic += mc_panels) {
+            const int64_t ic_end = std::min(m_panels, ic + mc_panels);
+            // A: rows of col (c, ky, kx) x kb positions, read from the padded input
+            for (int64_t ip = ic; ip < ic_end; ++ip)
+              for (int64_t rr = 0; rr < mr; ++rr) {
+                const int64_t r = ip * mr + rr;
+                float* d = a_pack.get() + (ip - ic) * mr * kb + rr;
+                if (r >= ckk) {
+                  for (int64_t i = 0; i < kb; ++i) d[i * mr] = 0.0f;
+                  continue;
+                }
+                const float* x_row = x_group + row_off[r];
+                for (const PositionRun& run : runs) {
+                  const float* src = x_row + run.x_base;
+                  float* dd = d + run.offset * mr;
+                  for (int64_t i = 0; i < run.len; ++i) dd[i * mr] = src[i * p.stride_w];
+                }
+              }
+            for (int64_t ip = ic; ip < ic_end; ++ip)
+              for (int64_t jp = 0; jp < n_panels; ++jp) {
+                const int64_t rows = std::min<int64_t>(mr, ckk - ip * mr);
+                const int64_t cols = std::min<int64_t>(nr, kpg - jp * nr);
+                uk.fn(kb, a_pack.get() + (ip - ic) * mr * kb, bp + jp * kb * nr,
+                      acc_group + ip * mr * kpg + jp * nr, kpg, rows, cols,
+                      UkernelArgs{1.0f, first_k ? 0.0f : 1.0f, nullptr, false});
+              }
+          }
+        }
+      }
+      used[t] = first < last;
+    } catch (...) {
+#pragma omp critical(convcore_implicit_gemm_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+
+  // dw[g][k][r] = sum over threads, in thread order, of partial[t][g][r][k]
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t gk = 0; gk < p.k; ++gk) {
+    const int64_t g = gk / kpg, k = gk % kpg;
+    float* out = dw + gk * ckk;
+    std::fill(out, out + ckk, 0.0f);
+    for (int t = 0; t < threads; ++t) {
+      if (!used[t]) continue;
+      const float* part = partials.data() + t * dw_elems + g * ckk * kpg + k;
+      for (int64_t r = 0; r < ckk; ++r) out[r] += part[r * kpg];
+    }
+  }
+}
+
+}  // namespace convcore::cpu

@@ -238,6 +238,17 @@ const GemmUkernel& gemm_ukernel_for_rows(Isa isa, int64_t m) {
   return *best;
 }
 
+const GemmUkernel& gemm_ukernel_for_shape(Isa isa, int64_t m, int64_t n) {
+  const GemmUkernel* best = &gemm_ukernel_for_rows(isa, m);
+  const Isa level = best->isa;
+  auto area = [&](const GemmUkernel& uk) { return round_up(m, uk.mr) * round_up(n, uk.nr); };
+  for (const GemmUkernel& uk : kUkernels) {
+    const bool usable = uk.isa == level || (level == Isa::Avx512 && uk.isa == Isa::Avx2);
+    if (usable && area(uk) < area(*best)) best = &uk;
+  }
+  return *best;
+}
+
 const GemmUkernel* gemm_ukernel_named(const char* name) {
   for (const GemmUkernel& uk : kUkernels)
     if (std::strcmp(uk.name, name) == 0) return &uk;

@@ -49,6 +49,10 @@ bool isa_supported(Isa isa);
 // ISA pads m to at least 10% fewer rows (m = 16 on AVX-512: 6x32 computes 18 rows, 14x32 28).
 // Any kernel of one ISA gives the same results: each element is one FMA chain in k order.
 const GemmUkernel& gemm_ukernel_for_rows(Isa isa, int64_t m);
+// The kernel for an m x n product with few columns: any kernel of `isa` or, on AVX-512, of AVX2
+// (same FMA chains, same results), whichever pads m x n to the smallest area; ties go to the
+// manifest's order. n = 16 on AVX-512 runs 6x16 AVX2 rather than half-empty 32-wide tiles.
+const GemmUkernel& gemm_ukernel_for_shape(Isa isa, int64_t m, int64_t n);
 
 // Cache blocking of the packed driver for a kernel: K block, A block rows, B block columns.
 struct GemmBlocking {
