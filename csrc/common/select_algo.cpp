@@ -62,8 +62,10 @@ int64_t conv_workspace_bytes(ConvAlgo algo, const ConvParams& p, int64_t elem_by
 
 ConvAlgo select_conv_algo(const ConvParams& p, int64_t elem_bytes, int threads) {
   if (p.is_depthwise()) return ConvAlgo::Depthwise;
-  // im2col+GEMM wins once each output reuses enough inputs for the GEMM's blocking to pay off;
-  // with tiny reductions (C/groups*kh*kw below 8) the im2col copy costs more than it saves.
+  // im2col+GEMM (for float32 the implicit GEMM of cpu/conv_implicit_gemm.cpp) wins once each
+  // output reuses enough inputs for the GEMM's blocking to pay off: bench row book.conv1
+  // (C/groups*kh*kw = 9) runs its forward in 0.73 ms as im2col against 2.39 ms direct (Run 2,
+  // one thread). Below 8 the packing costs more than it saves.
   if (p.c_per_group() * p.kh * p.kw < 8) return ConvAlgo::Direct;
   // Over the workspace limit, direct convolution computes the same thing with no buffer.
   if (conv_workspace_bytes(ConvAlgo::Im2col, p, elem_bytes, threads) > max_workspace_bytes())

@@ -5,6 +5,10 @@
 // with CKK = C/G*kh*kw. A pointwise (1x1, stride 1, no padding) conv needs no im2col: the image
 // itself is the column matrix.
 //
+// float32 runs the implicit-GEMM kernels of conv_implicit_gemm.cpp instead (one GEMM over the
+// whole batch, no column matrix): the forward and the weight gradient always, the input gradient
+// when it is a stride-1 forward over dY. What follows is the double path and that fallback.
+//
 // Threads: with at least as many images as threads, each thread takes whole images (its own
 // workspace, single-threaded GEMMs); otherwise images run one after another with the GEMM
 // itself split across threads. Either way each element is computed in one fixed order, and the
