@@ -34,6 +34,18 @@ void conv2d_backward_input_im2col(const ConvParams& p, const T* dy, const T* w, 
 template <typename T>
 void conv2d_backward_weight_im2col(const ConvParams& p, const T* dy, const T* x, T* dw);
 
+// float32 im2col forward without the column matrix: one implicit GEMM over the batch
+// (conv_implicit_gemm.cpp); conv2d_forward_im2col<float> runs it.
+void conv2d_forward_implicit_f32(const ConvParams& p, const float* x, const float* w,
+                                 const float* bias, float* y);
+// float32 im2col backward-input as that forward over dY (stride 1, padding within the kernel).
+bool backward_input_is_a_forward(const ConvParams& p);
+void conv2d_backward_input_implicit_f32(const ConvParams& p, const float* dy, const float* w,
+                                        float* dx);
+// float32 im2col backward-weight as one implicit GEMM whose K runs over the whole batch.
+void conv2d_backward_weight_implicit_f32(const ConvParams& p, const float* dy, const float* x,
+                                         float* dw);
+
 template <typename T>
 void depthwise_forward(const ConvParams& p, const T* x, const T* w, const T* bias, T* y);
 template <typename T>

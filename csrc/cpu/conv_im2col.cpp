@@ -5,6 +5,10 @@
 // with CKK = C/G*kh*kw. A pointwise (1x1, stride 1, no padding) conv needs no im2col: the image
 // itself is the column matrix.
 //
+// float32 runs the implicit-GEMM kernels of conv_implicit_gemm.cpp instead (one GEMM over the
+// whole batch, no column matrix): the forward and the weight gradient always, the input gradient
+// when it is a stride-1 forward over dY. What follows is the double path and that fallback.
+//
 // Threads: with at least as many images as threads, each thread takes whole images (its own
 // workspace, single-threaded GEMMs); otherwise images run one after another with the GEMM
 // itself split across threads. Either way each element is computed in one fixed order, and the
@@ -13,6 +17,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/conv.h"
@@ -62,6 +67,9 @@ void run_gemm(bool parallel, bool ta, bool tb, int64_t m, int64_t n, int64_t k, 
 
 template <typename T>
 void conv2d_forward_im2col(const ConvParams& p, const T* x, const T* w, const T* bias, T* y) {
+  if constexpr (std::is_same_v<T, float>) {
+    return conv2d_forward_implicit_f32(p, x, w, bias, y);
+  }
   const Im2colShape s(p);
   for_each_image<T>(p.n, s.workspace(), [&](int64_t n, T* col, int, bool par) {
     for (int64_t g = 0; g < p.groups; ++g) {
@@ -87,6 +95,9 @@ void conv2d_forward_im2col(const ConvParams& p, const T* x, const T* w, const T*
 
 template <typename T>
 void conv2d_backward_input_im2col(const ConvParams& p, const T* dy, const T* w, T* dx) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (backward_input_is_a_forward(p)) return conv2d_backward_input_implicit_f32(p, dy, w, dx);
+  }
   const Im2colShape s(p);
   for_each_image<T>(p.n, s.workspace(), [&](int64_t n, T* col, int, bool par) {
     for (int64_t g = 0; g < p.groups; ++g) {
@@ -108,6 +119,9 @@ void conv2d_backward_input_im2col(const ConvParams& p, const T* dy, const T* w, 
 
 template <typename T>
 void conv2d_backward_weight_im2col(const ConvParams& p, const T* dy, const T* x, T* dw) {
+  if constexpr (std::is_same_v<T, float>) {
+    return conv2d_backward_weight_implicit_f32(p, dy, x, dw);
+  }
   const Im2colShape s(p);
   const int64_t dw_elems = p.k * s.ckk;
   const int slots = std::max(1, num_threads());

@@ -35,9 +35,12 @@ constexpr GemmUkernel kUkernels[] = {
 };
 constexpr int kUkernelCount = sizeof(kUkernels) / sizeof(kUkernels[0]);
 
-struct Blocking {
-  int64_t kc, mc, nc;
-};
+using Blocking = GemmBlocking;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+}  // namespace
 
 // AVX2 (Zen 3: 32 KB L1d, 512 KB L2; Haswell..: 32 KB / 256 KB): the textbook split. KC = 256
 //   makes the B micro-panel (KC x NR = 16 KB) half of L1d, reused across the ir loop; MC = 120
@@ -48,7 +51,7 @@ struct Blocking {
 //   prefetch 81-82%: a small A block stays in L1/L2 while the B block (KC x NC = 1.5 MB at
 //   n = 1024) streams from L2 through the prefetches. So KC = 384, MC = 84 (6 micro-panels).
 // NC bounds the packed B block (KC x NC floats), meant for L2/L3.
-Blocking blocking_for(const GemmUkernel& uk) {
+GemmBlocking gemm_blocking_for(const GemmUkernel& uk) {
   int64_t kc = 256, mc_target = 120, nc_target = 4096;
   if (uk.isa == Isa::Avx512) {
     kc = 384;
@@ -60,8 +63,11 @@ Blocking blocking_for(const GemmUkernel& uk) {
   return {kc, mc, nc};
 }
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+int64_t gemm_k_block(int64_t k, const GemmBlocking& blk) {
+  return ceil_div(k, ceil_div(k, blk.kc));  // equal K blocks: 300 -> 2 x 150, not 256 + 44
+}
+
+namespace {
 
 // One growing, 64-byte aligned scratch buffer per thread and role: gemm() may run on many
 // threads at once (conv workers each call it), so the buffers cannot be shared.
@@ -88,9 +94,9 @@ class PackBuffer {
 };
 thread_local PackBuffer t_a_pack, t_b_pack;
 
-// Packs rows [0, mb) x columns [0, kb) of op(A) (a points at its (0, 0) element) into
-// ceil(mb / mr) micro-panels of kb x mr floats each; rows past mb are zero.
-void pack_a(bool trans_a, const float* a, int64_t lda, int64_t mb, int64_t kb, int mr,
+}  // namespace
+
+void gemm_pack_a(bool trans_a, const float* a, int64_t lda, int64_t mb, int64_t kb, int mr,
             float* dst) {
   for (int64_t i0 = 0; i0 < mb; i0 += mr, dst += mr * kb) {
     const int64_t rows = std::min<int64_t>(mr, mb - i0);
@@ -111,6 +117,8 @@ void pack_a(bool trans_a, const float* a, int64_t lda, int64_t mb, int64_t kb, i
     }
   }
 }
+
+namespace {
 
 // Packs rows [0, kb) x columns [0, nb) of op(B) into ceil(nb / nr) micro-panels of kb x nr
 // floats; columns past nb are zero.
@@ -153,8 +161,7 @@ void gemm_f32_serial(const GemmUkernel& uk, const Blocking& blk, bool trans_a, b
                      const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
                      const float* bias, bool relu) {
   const int mr = uk.mr, nr = uk.nr;
-  const int64_t k_blocks = ceil_div(k, blk.kc);
-  const int64_t kc = ceil_div(k, k_blocks);  // equal K blocks: 300 -> 2 x 150, not 256 + 44
+  const int64_t kc = gemm_k_block(k, blk);
   const int64_t nc = std::min(blk.nc, round_up(n, nr));
   const int64_t mc = std::min(blk.mc, round_up(m, mr));
   float* b_pack = t_b_pack.get(static_cast<size_t>(kc * nc));
@@ -169,7 +176,7 @@ void gemm_f32_serial(const GemmUkernel& uk, const Blocking& blk, bool trans_a, b
       UkernelArgs args{alpha, first ? beta : 1.0f, nullptr, last && relu};
       for (int64_t ic = 0; ic < m; ic += mc) {
         const int64_t mb = std::min(mc, m - ic);
-        pack_a(trans_a, trans_a ? a + pc * lda + ic : a + ic * lda + pc, lda, mb, kb, mr, a_pack);
+        gemm_pack_a(trans_a, trans_a ? a + pc * lda + ic : a + ic * lda + pc, lda, mb, kb, mr, a_pack);
         for (int64_t jr = 0; jr < nb; jr += nr) {
           const int64_t cols = std::min<int64_t>(nr, nb - jr);
           const float* b_panel = b_pack + jr * kb;
@@ -224,6 +231,24 @@ const GemmUkernel& gemm_ukernel_for(Isa isa) {
   return kUkernels[0];
 }
 
+const GemmUkernel& gemm_ukernel_for_rows(Isa isa, int64_t m) {
+  const GemmUkernel* best = &gemm_ukernel_for(isa);
+  for (const GemmUkernel& uk : kUkernels)
+    if (uk.isa == best->isa && 10 * round_up(m, uk.mr) < 9 * round_up(m, best->mr)) best = &uk;
+  return *best;
+}
+
+const GemmUkernel& gemm_ukernel_for_shape(Isa isa, int64_t m, int64_t n) {
+  const GemmUkernel* best = &gemm_ukernel_for_rows(isa, m);
+  const Isa level = best->isa;
+  auto area = [&](const GemmUkernel& uk) { return round_up(m, uk.mr) * round_up(n, uk.nr); };
+  for (const GemmUkernel& uk : kUkernels) {
+    const bool usable = uk.isa == level || (level == Isa::Avx512 && uk.isa == Isa::Avx2);
+    if (usable && area(uk) < area(*best)) best = &uk;
+  }
+  return *best;
+}
+
 const GemmUkernel* gemm_ukernel_named(const char* name) {
   for (const GemmUkernel& uk : kUkernels)
     if (std::strcmp(uk.name, name) == 0) return &uk;
@@ -242,7 +267,7 @@ void gemm_f32_run(const GemmUkernel& uk, int threads, bool trans_a, bool trans_b
     scale_and_epilogue(m, n, beta, c, ldc, bias, relu);
     return;
   }
-  const Blocking blk = blocking_for(uk);
+  const Blocking blk = gemm_blocking_for(uk);
   // Below ~2 MFLOP a fork/join costs more than it saves.
   if (threads > 1 && double(m) * double(n) * double(k) < 1e6) threads = 1;
   const Grid grid = threads > 1 ? choose_grid(threads, m, n, k, uk.mr, uk.nr) : Grid{1, 1};

@@ -45,6 +45,29 @@ const GemmUkernel& gemm_ukernel_for(Isa isa);
 // By name; nullptr when there is none.
 const GemmUkernel* gemm_ukernel_named(const char* name);
 bool isa_supported(Isa isa);
+// The kernel of `isa` for a product with m rows: the default one unless another kernel of that
+// ISA pads m to at least 10% fewer rows (m = 16 on AVX-512: 6x32 computes 18 rows, 14x32 28).
+// Any kernel of one ISA gives the same results: each element is one FMA chain in k order.
+const GemmUkernel& gemm_ukernel_for_rows(Isa isa, int64_t m);
+// The kernel for an m x n product with few columns: any kernel of `isa` or, on AVX-512, of AVX2
+// (same FMA chains, same results), whichever pads m x n to the smallest area; ties go to the
+// manifest's order. n = 16 on AVX-512 runs 6x16 AVX2 rather than half-empty 32-wide tiles.
+const GemmUkernel& gemm_ukernel_for_shape(Isa isa, int64_t m, int64_t n);
+
+// Cache blocking of the packed driver for a kernel: K block, A block rows, B block columns.
+struct GemmBlocking {
+  int64_t kc, mc, nc;
+};
+GemmBlocking gemm_blocking_for(const GemmUkernel& uk);
+// The K split every driver uses: ceil(k / kc) blocks of equal size (depends on k alone, so an
+// element's sum order never depends on how m or n are partitioned).
+int64_t gemm_k_block(int64_t k, const GemmBlocking& blk);
+
+// Packs rows [0, mb) x columns [0, kb) of op(A) (a points at its (0, 0) element) into
+// ceil(mb / mr) micro-panels of kb x mr floats each; rows past mb are zero. Drivers outside
+// gemm_f32.cpp (the implicit-GEMM convolutions) share it.
+void gemm_pack_a(bool trans_a, const float* a, int64_t lda, int64_t mb, int64_t kb, int mr,
+                 float* dst);
 
 // float32 GEMM with an explicit kernel and thread count (threads <= 1: the calling thread).
 // The tests and bench use it to run every kernel; gemm<float> & co. call it with the defaults.

@@ -1,0 +1,435 @@
+// float32 conv2d forward as one implicit GEMM over the whole batch (the im2col algorithm's float
+// path; conv_im2col.cpp routes float here). Per group g:
+//   Y_g (K/G x N*OHW) = W_g (K/G x CKK) * col (CKK x N*OHW)
+// where the columns run over (image, oy, ox) of every image at once. Nothing is materialised:
+// - the weights are packed once into the micro-kernel's A panels and shared by the threads;
+// - each B micro-panel (KC rows x NR columns of col) is packed straight from the input image(s)
+//   (padding read as zero), so the column matrix never exists and the packed block stays in L2;
+// - bias is added by the micro-kernel when it finishes the K sum (fused epilogue).
+// Why: with one image per GEMM, the DeepConvNet maps give N = OHW = 64..256 (a few panels), the
+// column matrix is written and re-read through memory, and A is re-packed for every image.
+//
+// Threads split the columns (whole micro-panels) into contiguous ranges. A panel that straddles
+// two images is computed into a local tile and merged with the same additions the micro-kernel
+// would do (C + acc, + bias), so every element goes through the same operations whatever the
+// thread count or where a panel boundary falls: results are bit-identical for any thread count.
+#include <omp.h>
+#include <xmmintrin.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <vector>
+
+#include "common/errors.h"
+#include "cpu/conv.h"
+#include "cpu/cpu_features.h"
+#include "cpu/gemm/ukernel.h"
+#include "cpu/parallel.h"
+
+namespace convcore::cpu {
+
+namespace {
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// 64-byte aligned float buffer (the micro-kernels load panels with aligned loads).
+class AlignedFloats {
+ public:
+  explicit AlignedFloats(size_t count) {
+    const size_t bytes = ((count * sizeof(float) + 63) / 64) * 64;
+    data_ = static_cast<float*>(std::aligned_alloc(64, bytes > 0 ? bytes : 64));
+    if (!data_) throw std::bad_alloc();
+  }
+  ~AlignedFloats() { std::free(data_); }
+  AlignedFloats(const AlignedFloats&) = delete;
+  AlignedFloats& operator=(const AlignedFloats&) = delete;
+  float* get() const { return data_; }
+
+ private:
+  float* data_;
+};
+
+// The input as the packer reads it: x itself, or when the conv pads, a copy with the padding
+// written out as zeros. With the padding in memory every tap of every output lies inside the
+// array, so packing needs no bounds tests: it is one short copy per (column run, row of col).
+struct PaddedInput {
+  const float* data;
+  int64_t h, w;  // padded extents
+  std::unique_ptr<AlignedFloats> storage;
+};
+
+PaddedInput pad_input(const ConvParams& p, const float* x, int threads) {
+  const int64_t hp = p.h + p.pad_top + p.pad_bottom, wp = p.w + p.pad_left + p.pad_right;
+  if (hp == p.h && wp == p.w) return {x, p.h, p.w, nullptr};
+  auto storage = std::make_unique<AlignedFloats>(static_cast<size_t>(p.n * p.c * hp * wp));
+  float* xp = storage->get();
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t plane = 0; plane < p.n * p.c; ++plane) {
+    const float* src = x + plane * p.h * p.w;
+    float* dst = xp + plane * hp * wp;
+    std::fill(dst, dst + p.pad_top * wp, 0.0f);
+    for (int64_t iy = 0; iy < p.h; ++iy) {
+      float* row = dst + (p.pad_top + iy) * wp;
+      std::fill(row, row + p.pad_left, 0.0f);
+      std::copy(src + iy * p.w, src + (iy + 1) * p.w, row + p.pad_left);
+      std::fill(row + p.pad_left + p.w, row + wp, 0.0f);
+    }
+    std::fill(dst + (p.pad_top + p.h) * wp, dst + hp * wp, 0.0f);
+  }
+  const float* data = xp;
+  return {data, hp, wp, std::move(storage)};
+}
+
+// A run of consecutive columns of one panel that share (image, oy): for a given row of col
+// (c, ky, kx) their samples lie on one padded input row, stride_w apart.
+struct Segment {
+  int64_t panel, lane, len;  // panel index within the chunk, first lane, number of columns
+  int64_t base;              // padded-input offset of the first column at c = ky = kx = 0; -1: zeros
+};
+
+// Splits columns [j0, j0 + count) (global (image, oy, ox) order) into segments, panel by panel.
+void split_segments(const ConvParams& p, const PaddedInput& in, int64_t j0, int64_t count,
+                    int64_t panels, int nr, std::vector<Segment>& segs) {
+  segs.clear();
+  const int64_t ohw = p.out_h * p.out_w;
+  for (int64_t pj = 0; pj < panels; ++pj) {
+    int64_t lane = 0;
+    while (lane < nr) {
+      const int64_t j = pj * nr + lane;
+      if (j >= count) {  // the last panel's lanes past the final output read as zero
+        segs.push_back({pj, lane, nr - lane, -1});
+        break;
+      }
+      const int64_t g = j0 + j, image = g / ohw, q = g % ohw;
+      const int64_t oy = q / p.out_w, ox = q % p.out_w;
+      const int64_t len = std::min({int64_t(nr) - lane, p.out_w - ox, count - j});
+      segs.push_back({pj, lane, len,
+                      (image * p.c * in.h + oy * p.stride_h) * in.w + ox * p.stride_w});
+      lane += len;
+    }
+  }
+}
+
+// Runs here are 1-32 floats: a libc memcpy/memset call costs more than the copy (it measured 15%
+// of book.conv2's forward), and GCC turns plain copy loops into such calls unless told not to.
+#define CONVCORE_NO_LIBC_CALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+CONVCORE_NO_LIBC_CALLS inline void copy_short(float* dst, const float* src, int64_t count) {
+  int64_t t = 0;
+  for (; t + 4 <= count; t += 4) _mm_storeu_ps(dst + t, _mm_loadu_ps(src + t));
+  if (t < count) dst[t] = src[t];
+  if (t + 1 < count) dst[t + 1] = src[t + 1];
+  if (t + 2 < count) dst[t + 2] = src[t + 2];
+}
+
+// Packs rows [r0, r0 + kb) of the (implicit) column matrix, for the chunk's segments, into
+// panels of kb x nr floats. x_group points at channel 0 of the group in image 0 of the padded
+// input; row_off[r] is row r's offset (c, ky, kx) in it.
+CONVCORE_NO_LIBC_CALLS void pack_b_from_image(const ConvParams& p, const float* x_group,
+                                              const int64_t* row_off,
+                                              const std::vector<Segment>& segs, int64_t r0,
+                                              int64_t kb, int nr, float* dst) {
+  const int64_t sw = p.stride_w;
+  for (int64_t r = r0; r < r0 + kb; ++r) {
+    const float* x_row = x_group + row_off[r];
+    float* row_dst = dst + (r - r0) * nr;
+    for (const Segment& s : segs) {
+      float* d = row_dst + s.panel * kb * nr + s.lane;
+      if (s.base < 0) {
+        for (int64_t t = 0; t < s.len; ++t) d[t] = 0.0f;
+      } else if (sw == 1) {
+        copy_short(d, x_row + s.base, s.len);
+      } else {
+        const float* src = x_row + s.base;
+        for (int64_t t = 0; t < s.len; ++t) d[t] = src[t * sw];
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void conv2d_forward_implicit_f32(const ConvParams& p, const float* x, const float* w,
+                                 const float* bias, float* y) {
+  const int64_t kpg = p.k_per_group(), cpg = p.c_per_group();
+  const int64_t ckk = cpg * p.kh * p.kw, ohw = p.out_h * p.out_w;
+  const int64_t total_cols = p.n * ohw;
+  if (total_cols == 0 || kpg == 0) return;
+  const GemmUkernel& uk = gemm_ukernel_for_rows(active_isa(), kpg);
+  const int mr = uk.mr, nr = uk.nr;
+  CC_ASSERT(mr <= 16 && nr <= 32);  // the straddling-panel tile below
+  const GemmBlocking blk = gemm_blocking_for(uk);
+  const int64_t kc = gemm_k_block(ckk, blk), k_blocks = ceil_div(ckk, kc);
+  const int64_t m_panels = ceil_div(kpg, mr);
+  // Goto's order: a B chunk (kc x chunk columns, about 192 KB) stays in L2 while A blocks of
+  // mc rows (also from L2) pass over it; each B micro-panel stays in L1 across one A block.
+  const int64_t chunk_panels = std::max<int64_t>(1, (48 * 1024) / (kc * nr));
+  const int64_t mc_panels = std::max<int64_t>(1, blk.mc / mr);
+  const int64_t total_panels = ceil_div(total_cols, nr);
+
+  // A for every (group, K block): m_panels panels of kc x mr (the last K block uses fewer rows).
+  const int64_t a_block = m_panels * mr * kc;
+  AlignedFloats a_pack(static_cast<size_t>(p.groups * k_blocks * a_block));
+  int threads = num_threads();
+  if (p.macs() < 2e5) threads = 1;  // a fork/join costs more than such a conv
+  threads = static_cast<int>(std::min<int64_t>(threads, total_panels));
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
+  for (int64_t g = 0; g < p.groups; ++g)
+    for (int64_t b = 0; b < k_blocks; ++b) {
+      const int64_t kb = std::min(kc, ckk - b * kc);
+      gemm_pack_a(false, w + g * kpg * ckk + b * kc, ckk, kpg, kb, mr,
+                  a_pack.get() + (g * k_blocks + b) * a_block);
+    }
+
+  const PaddedInput in = pad_input(p, x, threads);
+  std::vector<int64_t> row_off(static_cast<size_t>(ckk));
+  for (int64_t r = 0; r < ckk; ++r) {
+    const int64_t c = r / (p.kh * p.kw), ky = (r / p.kw) % p.kh, kx = r % p.kw;
+    row_off[r] = (c * in.h + ky * p.dil_h) * in.w + kx * p.dil_w;
+  }
+
+  std::exception_ptr error;
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t first = total_panels * t / nt, last = total_panels * (t + 1) / nt;
+    try {
+      AlignedFloats b_pack(static_cast<size_t>(chunk_panels * nr * kc));
+      alignas(64) float tile[16 * 32];  // a straddling panel's mr x nr result (ldc = nr)
+      std::vector<Segment> segs;
+      for (int64_t c0 = first; c0 < last; c0 += chunk_panels) {
+        const int64_t panels = std::min(chunk_panels, last - c0);
+        const int64_t j0 = c0 * nr, count = std::min(panels * nr, total_cols - j0);
+        split_segments(p, in, j0, count, panels, nr, segs);
+        for (int64_t g = 0; g < p.groups; ++g) {
+          const float* x_group = in.data + g * cpg * in.h * in.w;
+          for (int64_t b = 0; b < k_blocks; ++b) {
+            const int64_t kb = std::min(kc, ckk - b * kc);
+            const bool first_k = b == 0, last_k = b == k_blocks - 1;
+            pack_b_from_image(p, x_group, row_off.data(), segs, b * kc, kb, nr, b_pack.get());
+            const float* a_base = a_pack.get() + (g * k_blocks + b) * a_block;
+            for (int64_t ic = 0; ic < m_panels; ic += mc_panels)
+            for (int64_t pj = 0; pj < panels; ++pj) {
+              const float* b_panel = b_pack.get() + pj * kb * nr;
+              const int64_t j = j0 + pj * nr, cols = std::min<int64_t>(nr, j0 + count - j);
+              const int64_t image = j / ohw, q = j % ohw;
+              const bool straddles = q + cols > ohw;
+              for (int64_t ip = ic; ip < std::min(m_panels, ic + mc_panels); ++ip) {
+                const int64_t row0 = ip * mr, rows = std::min<int64_t>(mr, kpg - row0);
+                const float* a_panel = a_base + ip * mr * kb;
+                const float* bias_rows = (last_k && bias) ? bias + g * kpg + row0 : nullptr;
+                if (!straddles) {
+                  float* c = y + (image * p.k + g * kpg + row0) * ohw + q;
+                  uk.fn(kb, a_panel, b_panel, c, ohw, rows, cols,
+                        UkernelArgs{1.0f, first_k ? 0.0f : 1.0f, bias_rows, false});
+                  continue;
+                }
+                uk.fn(kb, a_panel, b_panel, tile, nr, rows, cols,
+                      UkernelArgs{1.0f, 0.0f, nullptr, false});
+                // the micro-kernel's own epilogue, in the same order: (acc + C) + bias
+                for (int64_t r = 0; r < rows; ++r)
+                  for (int64_t jj = 0; jj < cols; ++jj) {
+                    const int64_t gj = j + jj, img = gj / ohw;
+                    float* out = y + (img * p.k + g * kpg + row0 + r) * ohw + gj % ohw;
+                    float v = tile[r * nr + jj];
+                    if (!first_k) v = v + *out;
+                    if (bias_rows) v = v + bias_rows[r];
+                    *out = v;
+                  }
+              }
+            }
+          }
+        }
+      }
+    } catch (...) {
+#pragma omp critical(convcore_implicit_gemm_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+}  // namespace convcore::cpu
+
+namespace convcore::cpu {
+
+// With stride 1, the input gradient is itself a convolution: dX = conv(dY, W') over dY padded by
+// (dilated kernel extent - 1 - pad) on each side, where W'[c][k] is W[k][c] turned by 180
+// degrees (per group). That padding must not be negative: every pad <= dil * (kernel - 1); and
+// the outputs must cover the input exactly (a transposed conv's params may carry extra rows from
+// output_padding that no output reads: their gradient is zero, which this form does not write).
+bool backward_input_is_a_forward(const ConvParams& p) {
+  const int64_t eh = p.dil_h * (p.kh - 1), ew = p.dil_w * (p.kw - 1);
+  return p.stride_h == 1 && p.stride_w == 1 && p.pad_top <= eh && p.pad_bottom <= eh &&
+         p.pad_left <= ew && p.pad_right <= ew && p.out_h == p.h + p.pad_top + p.pad_bottom - eh &&
+         p.out_w == p.w + p.pad_left + p.pad_right - ew;
+}
+
+void conv2d_backward_input_implicit_f32(const ConvParams& p, const float* dy, const float* w,
+                                        float* dx) {
+  CC_ASSERT(backward_input_is_a_forward(p));
+  const int64_t eh = p.dil_h * (p.kh - 1), ew = p.dil_w * (p.kw - 1);
+  const int64_t kpg = p.k_per_group(), cpg = p.c_per_group(), taps = p.kh * p.kw;
+  const ConvParams q = make_conv_params(
+      "conv2d_backward", {p.n, p.k, p.out_h, p.out_w}, {p.c, kpg, p.kh, p.kw}, {1, 1},
+      {eh - p.pad_top, eh - p.pad_bottom, ew - p.pad_left, ew - p.pad_right}, {p.dil_h, p.dil_w},
+      p.groups);
+  CC_ASSERT(q.out_h == p.h && q.out_w == p.w);
+  std::vector<float> turned(static_cast<size_t>(p.c * kpg * taps));
+  for (int64_t g = 0; g < p.groups; ++g)
+    for (int64_t c = 0; c < cpg; ++c)
+      for (int64_t k = 0; k < kpg; ++k) {
+        const float* src = w + ((g * kpg + k) * cpg + c) * taps;
+        float* dst = turned.data() + ((g * cpg + c) * kpg + k) * taps;
+        for (int64_t t = 0; t < taps; ++t) dst[t] = src[taps - 1 - t];
+      }
+  conv2d_forward_implicit_f32(q, dy, turned.data(), nullptr, dx);
+}
+
+}  // namespace convcore::cpu
+
+namespace convcore::cpu {
+
+namespace {
+
+// A run of consecutive output positions of one K block that share (image, oy).
+struct PositionRun {
+  int64_t offset, len;  // first position within the block, number of positions
+  int64_t x_base;       // padded-input offset of the first position at c = ky = kx = 0
+  int64_t dy_base;      // dy offset of the first position in output channel 0
+};
+
+void split_positions(const ConvParams& p, const PaddedInput& in, int64_t p0, int64_t count,
+                     std::vector<PositionRun>& runs) {
+  runs.clear();
+  const int64_t ohw = p.out_h * p.out_w;
+  for (int64_t off = 0; off < count;) {
+    const int64_t g = p0 + off, image = g / ohw, q = g % ohw;
+    const int64_t oy = q / p.out_w, ox = q % p.out_w;
+    const int64_t len = std::min(p.out_w - ox, count - off);
+    runs.push_back({off, len, (image * p.c * in.h + oy * p.stride_h) * in.w + ox * p.stride_w,
+                    image * p.k * ohw + q});
+    off += len;
+  }
+}
+
+}  // namespace
+
+// dW^T_g (CKK x K/G) = col (CKK x N*OHW) * dY_g^T (N*OHW x K/G): the long dimension, every
+// output position of every image, is the GEMM's K. The micro-kernel's A panels (CKK rows of col)
+// are packed straight from the padded input, its B panels from dY; each thread sums a contiguous
+// range of K blocks into its own dW^T, and the partial sums are added in thread order (the same
+// order every run at a fixed thread count).
+void conv2d_backward_weight_implicit_f32(const ConvParams& p, const float* dy, const float* x,
+                                         float* dw) {
+  const int64_t kpg = p.k_per_group(), cpg = p.c_per_group();
+  const int64_t ckk = cpg * p.kh * p.kw, ohw = p.out_h * p.out_w, total = p.n * ohw;
+  const int64_t dw_elems = p.k * ckk;
+  if (total == 0) {
+    std::fill(dw, dw + dw_elems, 0.0f);
+    return;
+  }
+  const GemmUkernel& uk = gemm_ukernel_for_shape(active_isa(), ckk, kpg);
+  const int mr = uk.mr, nr = uk.nr;
+  const GemmBlocking blk = gemm_blocking_for(uk);
+  const int64_t kc = gemm_k_block(total, blk), k_blocks = ceil_div(total, kc);
+  const int64_t m_panels = ceil_div(ckk, mr), n_panels = ceil_div(kpg, nr);
+  const int64_t mc_panels = std::max<int64_t>(1, blk.mc / mr);
+  int threads = num_threads();
+  if (p.macs() < 2e5) threads = 1;
+  threads = static_cast<int>(std::min<int64_t>(threads, k_blocks));
+
+  const PaddedInput in = pad_input(p, x, threads);
+  std::vector<int64_t> row_off(static_cast<size_t>(ckk));
+  for (int64_t r = 0; r < ckk; ++r) {
+    const int64_t c = r / (p.kh * p.kw), ky = (r / p.kw) % p.kh, kx = r % p.kw;
+    row_off[r] = (c * in.h + ky * p.dil_h) * in.w + kx * p.dil_w;
+  }
+  // partial[t] = thread t's dW^T for every group (g, r, k) with ldc = kpg
+  std::vector<float> partials(static_cast<size_t>(threads * dw_elems));
+  std::vector<char> used(static_cast<size_t>(threads), 0);
+
+  std::exception_ptr error;
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t first = k_blocks * t / nt, last = k_blocks * (t + 1) / nt;
+    float* acc = partials.data() + t * dw_elems;
+    try {
+      AlignedFloats a_pack(static_cast<size_t>(mc_panels * mr * kc));
+      AlignedFloats b_pack(static_cast<size_t>(n_panels * nr * kc));
+      std::vector<PositionRun> runs;
+      for (int64_t b = first; b < last; ++b) {
+        const int64_t p0 = b * kc, kb = std::min(kc, total - p0);
+        const bool first_k = b == first;
+        split_positions(p, in, p0, kb, runs);
+        for (int64_t g = 0; g < p.groups; ++g) {
+          // B: kb positions x kpg output channels of dY (columns past kpg zero)
+          float* bp = b_pack.get();
+          for (int64_t kk = 0; kk < n_panels * nr; ++kk) {
+            float* d = bp + (kk / nr) * kb * nr + kk % nr;
+            if (kk >= kpg) {
+              for (int64_t i = 0; i < kb; ++i) d[i * nr] = 0.0f;
+              continue;
+            }
+            for (const PositionRun& run : runs) {
+              const float* src = dy + run.dy_base + (g * kpg + kk) * ohw;
+              float* dd = d + run.offset * nr;
+              for (int64_t i = 0; i < run.len; ++i) dd[i * nr] = src[i];
+            }
+          }
+          const float* x_group = in.data + g * cpg * in.h * in.w;
+          float* acc_group = acc + g * ckk * kpg;
+          for (int64_t ic = 0; ic < m_panels; ic += mc_panels) {
+            const int64_t ic_end = std::min(m_panels, ic + mc_panels);
+            // A: rows of col (c, ky, kx) x kb positions, read from the padded input
+            for (int64_t ip = ic; ip < ic_end; ++ip)
+              for (int64_t rr = 0; rr < mr; ++rr) {
+                const int64_t r = ip * mr + rr;
+                float* d = a_pack.get() + (ip - ic) * mr * kb + rr;
+                if (r >= ckk) {
+                  for (int64_t i = 0; i < kb; ++i) d[i * mr] = 0.0f;
+                  continue;
+                }
+                const float* x_row = x_group + row_off[r];
+                for (const PositionRun& run : runs) {
+                  const float* src = x_row + run.x_base;
+                  float* dd = d + run.offset * mr;
+                  for (int64_t i = 0; i < run.len; ++i) dd[i * mr] = src[i * p.stride_w];
+                }
+              }
+            for (int64_t ip = ic; ip < ic_end; ++ip)
+              for (int64_t jp = 0; jp < n_panels; ++jp) {
+                const int64_t rows = std::min<int64_t>(mr, ckk - ip * mr);
+                const int64_t cols = std::min<int64_t>(nr, kpg - jp * nr);
+                uk.fn(kb, a_pack.get() + (ip - ic) * mr * kb, bp + jp * kb * nr,
+                      acc_group + ip * mr * kpg + jp * nr, kpg, rows, cols,
+                      UkernelArgs{1.0f, first_k ? 0.0f : 1.0f, nullptr, false});
+              }
+          }
+        }
+      }
+      used[t] = first < last;
+    } catch (...) {
+#pragma omp critical(convcore_implicit_gemm_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+
+  // dw[g][k][r] = sum over threads, in thread order, of partial[t][g][r][k]
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t gk = 0; gk < p.k; ++gk) {
+    const int64_t g = gk / kpg, k = gk % kpg;
+    float* out = dw + gk * ckk;
+    std::fill(out, out + ckk, 0.0f);
+    for (int t = 0; t < threads; ++t) {
+      if (!used[t]) continue;
+      const float* part = partials.data() + t * dw_elems + g * ckk * kpg + k;
+      for (int64_t r = 0; r < ckk; ++r) out[r] += part[r * kpg];
+    }
+  }
+}
+
+}  // namespace convcore::cpu
