@@ -41,10 +41,21 @@ def check_ndim(arr, ndim, op, name, layout):
         raise ValueError(f"{op}: {name} must be {ndim}-D {layout}, got shape {tuple(arr.shape)}")
 
 
-def _int(value, op, name):
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
+
+
+def as_int(value, op, name, kind="an int or a tuple of ints"):
+    """An integer argument as a Python int that fits the native layer's int64 (TypeError for
+    bools, floats and the like; ValueError past int64, which the binding could not even take)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{op}: {name} must be an int or a tuple of ints, got {value!r}")
+        raise TypeError(f"{op}: {name} must be {kind}, got {value!r}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"{op}: {name} must fit in int64, got {value!r}")
     return int(value)
+
+
+def _int(value, op, name):
+    return as_int(value, op, name)
 
 
 def pair(value, op, name):
