@@ -77,6 +77,17 @@ def single(value, op, name):
     return _int(value, op, name)
 
 
+def shape4(shape, op, name):
+    """A 4-tuple of ints (N, C, H, W) given as a sequence; errors name the op and argument."""
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be a tuple (N, C, H, W), got {shape!r}") from None
+    if len(shape) != 4:
+        raise ValueError(f"{op}: {name} must be (N, C, H, W), got {shape!r}")
+    return tuple(as_int(v, op, name, "a tuple of ints") for v in shape)
+
+
 def padding4(padding, kernel_hw, stride_hw, dilation_hw, op):
     """int | (ph, pw) | (top, bottom, left, right) | "same" | "valid" -> (top, bottom, left, right).
 
@@ -127,7 +138,11 @@ def need_flags(need, allowed, op):
     """need=("x", "w", "b") -> a tuple of booleans in `allowed` order."""
     if isinstance(need, str):
         need = (need,)
-    need = tuple(need)
+    try:
+        need = tuple(need)
+    except TypeError:
+        raise TypeError(f"{op}: need must be a name or a tuple of names from {allowed}, "
+                        f"got {need!r}") from None
     unknown = [n for n in need if n not in allowed]
     if unknown:
         raise ValueError(f"{op}: need may contain only {allowed}, got {need!r}")

@@ -58,7 +58,7 @@ def _indices(indices, op):
         raise TypeError(f"{op}: indices must be an int64 NumPy array, got {type(indices).__name__}")
     if indices.dtype != np.int64:
         raise TypeError(f"{op}: indices must be int64, got dtype {indices.dtype}")
-    return np.ascontiguousarray(indices)
+    return np.require(indices, requirements=["C_CONTIGUOUS", "ALIGNED"])  # as as_array does
 
 
 def _output_size(output_size, x, op):
