@@ -22,9 +22,11 @@ from hypothesis import strategies as st
 
 import convcore
 import convcore.functional as F
+from convcore import _cpu
 
 import reference as ref
 import reference_pool as R
+from isa import ISA_ORDER, supported
 from reference import assert_close
 
 EXAMPLES = int(os.environ.get("CONVCORE_HYPOTHESIS_EXAMPLES", "60"))
@@ -34,9 +36,12 @@ SETTINGS = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, data
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
 FLOATS = st.sampled_from([np.float32, np.float64])
 SEEDS = st.integers(0, 2**32 - 1)
+# every case also draws the SIMD level its kernels run at (each one the CPU supports)
+SEED_AND_ISA = st.tuples(SEEDS, st.sampled_from([isa for isa in ISA_ORDER if supported(isa)]))
 
 CASES = collections.Counter()      # op -> cases that ran to the end
 EXTREMES = collections.Counter()   # which extremes the conv-like cases hit
+ISA_CASES = collections.Counter()  # cases run per SIMD level
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -44,10 +49,11 @@ def _one_thread_and_report(request):
     """Tiny shapes: one thread (a thread team costs more than the work). At the end, the case
     counts are printed and each op that ran must have run its examples (hypothesis stops early
     only when a strategy cannot produce enough distinct cases, which would be a test bug)."""
-    before = convcore.get_num_threads()
+    before, isa_before = convcore.get_num_threads(), _cpu.cpu_info()["isa"]
     convcore.set_num_threads(1)
     yield
     convcore.set_num_threads(before)
+    _cpu._set_isa(isa_before)
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     if reporter is not None and capture is not None and CASES:
@@ -58,11 +64,17 @@ def _one_thread_and_report(request):
                                 + f"; total {sum(CASES.values())}")
             reporter.write_line("conv-like extremes hit: "
                                 + ", ".join(f"{k} {v}" for k, v in sorted(EXTREMES.items())))
+            reporter.write_line("cases per SIMD level: "
+                                + ", ".join(f"{k} {v}" for k, v in sorted(ISA_CASES.items())))
     short = {op: n for op, n in CASES.items() if n < EXAMPLES // 2}
     assert not short, f"ops that ran fewer than {EXAMPLES // 2} cases: {short}"
 
 
-def _rng(seed):
+def _rng(seed_and_isa):
+    """Switches the kernels to the drawn SIMD level; returns the drawn data stream."""
+    seed, isa = seed_and_isa
+    assert _cpu._set_isa(isa) == isa
+    ISA_CASES[isa] += 1
     return np.random.default_rng(seed)
 
 
@@ -164,7 +176,7 @@ def _geometry_for(algo):
 @pytest.mark.parametrize("algo", CONV_ALGOS)
 def test_conv2d(algo):
     @SETTINGS
-    @given(g=_geometry_for(algo), dtype=FLOATS, bias=st.booleans(), seed=SEEDS)
+    @given(g=_geometry_for(algo), dtype=FLOATS, bias=st.booleans(), seed=SEED_AND_ISA)
     def run(g, dtype, bias, seed):
         note(g)
         x, w, b = _conv_arrays(_rng(seed), g, dtype, bias)
@@ -178,7 +190,7 @@ def test_conv2d(algo):
 @pytest.mark.parametrize("algo", CONV_ALGOS)
 def test_conv2d_backward(algo):
     @SETTINGS
-    @given(g=_geometry_for(algo), dtype=FLOATS, need=NEED3, seed=SEEDS)
+    @given(g=_geometry_for(algo), dtype=FLOATS, need=NEED3, seed=SEED_AND_ISA)
     def run(g, dtype, need, seed):
         note(g)
         rng = _rng(seed)
@@ -194,7 +206,7 @@ def test_conv2d_backward(algo):
 # ---- depthwise and depthwise separable -------------------------------------------------------
 
 @SETTINGS
-@given(g=conv_geometry("depthwise"), dtype=FLOATS, bias=st.booleans(), need=NEED3, seed=SEEDS)
+@given(g=conv_geometry("depthwise"), dtype=FLOATS, bias=st.booleans(), need=NEED3, seed=SEED_AND_ISA)
 def test_depthwise_conv2d(g, dtype, bias, need, seed):
     note(g)
     rng = _rng(seed)
@@ -213,7 +225,7 @@ def test_depthwise_conv2d(g, dtype, bias, need, seed):
 @given(g=conv_geometry("depthwise"), k_out=st.integers(1, 5), dtype=FLOATS, bias=st.booleans(),
        need=st.lists(st.sampled_from(["x", "w_depthwise", "w_pointwise", "b"]), min_size=1,
                      max_size=4, unique=True),
-       seed=SEEDS)
+       seed=SEED_AND_ISA)
 def test_separable_conv2d(g, k_out, dtype, bias, need, seed):
     note(g)
     rng = _rng(seed)
@@ -237,7 +249,7 @@ def test_separable_conv2d(g, k_out, dtype, bias, need, seed):
 @given(g=conv_geometry("depthwise"), dtype=FLOATS, bias=st.booleans(),
        need=st.lists(st.sampled_from(["x", "w_col", "w_row", "b"]), min_size=1, max_size=4,
                      unique=True),
-       seed=SEEDS)
+       seed=SEED_AND_ISA)
 def test_sepconv2d_1d(g, dtype, bias, need, seed):
     g = dict(g, k=g["c"])  # one filter per channel
     note(g)
@@ -264,7 +276,7 @@ def test_sepconv2d_1d(g, dtype, bias, need, seed):
 @pytest.mark.parametrize("algo", ["auto", "direct", "im2col", "reference"])
 def test_conv1d(algo):
     @SETTINGS
-    @given(g=conv_geometry(), dtype=FLOATS, bias=st.booleans(), need=NEED3, seed=SEEDS)
+    @given(g=conv_geometry(), dtype=FLOATS, bias=st.booleans(), need=NEED3, seed=SEED_AND_ISA)
     def run(g, dtype, bias, need, seed):
         # the width axis of a 2-D geometry: kernel kw, stride, left/right padding, dilation
         g = dict(g, h=1, kh=1, pads=(0, 0) + g["pads"][2:], stride=(1, g["stride"][1]),
@@ -310,7 +322,7 @@ def transpose_geometry(draw):
 @pytest.mark.parametrize("algo", ["auto", "direct", "im2col", "reference"])
 def test_conv_transpose2d(algo):
     @SETTINGS
-    @given(g=transpose_geometry(), dtype=FLOATS, bias=st.booleans(), need=NEED3, seed=SEEDS)
+    @given(g=transpose_geometry(), dtype=FLOATS, bias=st.booleans(), need=NEED3, seed=SEED_AND_ISA)
     def run(g, dtype, bias, need, seed):
         note(g)
         rng = _rng(seed)
@@ -333,7 +345,7 @@ def test_conv_transpose2d(algo):
 # ---- im2col / col2im -------------------------------------------------------------------------
 
 @SETTINGS
-@given(g=conv_geometry("dense"), dtype=FLOATS, seed=SEEDS)
+@given(g=conv_geometry("dense"), dtype=FLOATS, seed=SEED_AND_ISA)
 def test_im2col_col2im(g, dtype, seed):
     note(g)
     rng = _rng(seed)
@@ -374,7 +386,7 @@ POOL_ALGOS = st.sampled_from(["auto", "reference"])
 
 
 @SETTINGS
-@given(g=pool_geometry(), dtype=FLOATS, algo=POOL_ALGOS, seed=SEEDS)
+@given(g=pool_geometry(), dtype=FLOATS, algo=POOL_ALGOS, seed=SEED_AND_ISA)
 def test_max_pool2d(g, dtype, algo, seed):
     note(g)
     rng = _rng(seed)
@@ -401,7 +413,7 @@ def test_max_pool2d(g, dtype, algo, seed):
 @SETTINGS
 @given(g=pool_geometry(dilation=False), dtype=FLOATS, algo=POOL_ALGOS,
        count_include_pad=st.booleans(), divisor=st.one_of(st.none(), st.integers(1, 10)),
-       seed=SEEDS)
+       seed=SEED_AND_ISA)
 def test_avg_pool2d(g, dtype, algo, count_include_pad, divisor, seed):
     note(g)
     rng = _rng(seed)
@@ -424,7 +436,7 @@ ADAPTIVE = dict(n=st.integers(1, 3), c=st.integers(1, 4), h=st.integers(1, 12), 
 
 
 @SETTINGS
-@given(**ADAPTIVE, dtype=FLOATS, algo=POOL_ALGOS, seed=SEEDS)
+@given(**ADAPTIVE, dtype=FLOATS, algo=POOL_ALGOS, seed=SEED_AND_ISA)
 def test_adaptive_avg_pool2d(n, c, h, w, out_h, out_w, dtype, algo, seed):
     rng = _rng(seed)
     x = _randn(rng, (n, c, h, w), dtype)
@@ -439,7 +451,7 @@ def test_adaptive_avg_pool2d(n, c, h, w, out_h, out_w, dtype, algo, seed):
 
 
 @SETTINGS
-@given(**ADAPTIVE, dtype=FLOATS, algo=POOL_ALGOS, seed=SEEDS)
+@given(**ADAPTIVE, dtype=FLOATS, algo=POOL_ALGOS, seed=SEED_AND_ISA)
 def test_adaptive_max_pool2d(n, c, h, w, out_h, out_w, dtype, algo, seed):
     rng = _rng(seed)
     x = _randn(rng, (n, c, h, w), dtype)
