@@ -17,13 +17,7 @@ from convcore.models import DeepConvNet, SimpleConvNet
 from convcore.train import Trainer, main
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Bit-identical results need a fixed thread count; tiny batches run best on one."""
-    before = convcore.get_num_threads()
-    convcore.set_num_threads(1)
-    yield
-    convcore.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def _data(n=60, side=8, seed=0):
