@@ -57,5 +57,15 @@ def pytest_runtest_makereport(item, call):
         )
 
 
+@pytest.fixture(scope="module")
+def one_thread_module():
+    """One native thread for a module (`pytestmark = pytest.mark.usefixtures(...)`): for tiny
+    shapes a thread team costs more than the work, and bit-exact comparisons need a fixed count."""
+    before = convcore.get_num_threads()
+    convcore.set_num_threads(1)
+    yield
+    convcore.set_num_threads(before)
+
+
 def torch_or_skip():
     return pytest.importorskip("torch")

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+import convcore
 import convcore.functional as F
 from convcore import _cpu
 
@@ -17,6 +18,17 @@ f32 = np.float32
 
 def ones(*shape, dtype=f32):
     return np.ones(shape, dtype)
+
+
+class _CudaLike:
+    """Looks like a GPU array (CuPy, torch.cuda): never dereferenced on the CPU."""
+    __cuda_array_interface__ = {"shape": (2, 3, 8, 8), "typestr": "<f4", "data": (0, False),
+                                "version": 3}
+
+
+class _BrokenArray:
+    def __array__(self, dtype=None, copy=None):
+        raise RuntimeError("this array-like cannot be converted")
 
 
 X = ones(2, 3, 8, 8)
@@ -167,7 +179,74 @@ CASES = [
     ("conv2d list mixes with float32", lambda: F.conv2d(X.tolist(), W), TypeError, "mixed dtypes"),
     ("sepconv2d_1d w_col None", lambda: F.sepconv2d_1d(X, None, WR), TypeError, "w_col must be float32 or float64"),
     ("separable w_pointwise string", lambda: F.separable_conv2d(X, WDW, "w"), TypeError, "w_pointwise must be float32 or float64"),
+    # ---- added with issue 8's remaining list ----
+    # wrong types: array-likes that are not float arrays, parameters of the wrong kind
+    ("conv2d x GPU array", lambda: F.conv2d(_CudaLike(), W), TypeError, "x is a GPU array"),
+    ("conv2d x __array__ raises", lambda: F.conv2d(_BrokenArray(), W), TypeError, "x must be an array"),
+    *[(f"conv2d x {name}", (lambda d=dtype: F.conv2d(np.zeros((2, 3, 8, 8), d), W)), TypeError,
+       "x must be float32 or float64")
+      for name, dtype in (("record", [("a", f32)]), ("complex64", np.complex64),
+                          ("longdouble", np.longdouble), ("uint8", np.uint8),
+                          ("datetime64", "datetime64[s]"), ("str", "U3"))],
+    ("conv2d_backward dy None", lambda: F.conv2d_backward(None, X, W), TypeError, "dy must be float32 or float64"),
+    ("conv2d_backward need None", lambda: F.conv2d_backward(DY, X, W, need=None), TypeError, "conv2d_backward: need must be"),
+    ("separable_backward need int", lambda: F.separable_conv2d_backward(DY, X, WDW, WPW, need=3), TypeError, "need must be"),
+    ("conv2d stride None", lambda: F.conv2d(X, W, stride=None), TypeError, "stride must be an int"),
+    ("conv2d stride numpy float", lambda: F.conv2d(X, W, stride=np.float64(2)), TypeError, "stride must be an int"),
+    ("conv2d padding None", lambda: F.conv2d(X, W, padding=None), TypeError, "padding must be an int"),
+    ("conv2d padding dict", lambda: F.conv2d(X, W, padding={1: 2}), TypeError, "padding must be an int"),
+    ("conv2d padding nested", lambda: F.conv2d(X, W, padding=((1, 1), (1, 1))), TypeError, "padding must be an int"),
+    ("conv2d padding array", lambda: F.conv2d(X, W, padding=np.array([1, 1])), TypeError, "padding must be an int"),
+    ("conv2d dilation str", lambda: F.conv2d(X, W, dilation="2"), TypeError, "dilation must be an int"),
+    ("conv2d groups None", lambda: F.conv2d(X, W, groups=None), TypeError, "groups must be an int"),
+    ("conv2d groups bool", lambda: F.conv2d(X, W, groups=True), TypeError, "groups must be an int"),
+    ("conv2d algo None", lambda: F.conv2d(X, W, algo=None), TypeError, "algo must be a string"),
+    ("conv2d algo bytes", lambda: F.conv2d(X, W, algo=b"direct"), TypeError, "algo must be a string"),
+    ("im2col kh float", lambda: F.im2col(X, 2.0, 3), TypeError, "kh must be an int"),
+    ("col2im input_shape int", lambda: F.col2im(ones(72, 27), 8, 3, 3), TypeError, "input_shape must be a tuple"),
+    ("col2im input_shape float", lambda: F.col2im(ones(72, 27), (2, 3, 8.0, 8), 3, 3), TypeError, "input_shape must be a tuple of ints"),
+    ("conv_transpose2d output_padding float", lambda: F.conv_transpose2d(X, WT, stride=2, output_padding=0.5), TypeError, "output_padding must be an int"),
+    ("select_algo shape length", lambda: F.select_algo((3, 8, 8), W.shape), ValueError, "x_shape must be (N, C, H, W)"),
+    ("select_algo float extent", lambda: F.select_algo((2.5, 3, 8, 8), W.shape), TypeError, "x_shape must be a tuple of ints"),
+    ("select_algo groups float", lambda: F.select_algo(X.shape, W.shape, groups=1.5), TypeError, "groups must be an int"),
+    ("set_num_threads str", lambda: convcore.set_num_threads("2"), TypeError, "set_num_threads: n must be an int"),
+    ("set_num_threads huge", lambda: convcore.set_num_threads(2**40), ValueError, "below 2^31"),
+    ("set_max_workspace str", lambda: convcore.set_max_workspace("1G"), TypeError, "nbytes must be an int"),
+    # wrong shapes: 0-d, 5-d, empty channel/kernel/spatial extents
+    ("conv2d x 0-d", lambda: F.conv2d(np.float32(1), W), ValueError, "x must be 4-D"),
+    ("conv2d x Python float", lambda: F.conv2d(1.0, W), ValueError, "x must be 4-D"),
+    ("conv2d x 5-D", lambda: F.conv2d(X[None], W), ValueError, "x must be 4-D"),
+    ("conv2d bias 0-d", lambda: F.conv2d(X, W, np.float32(1)), ValueError, "bias must have shape (4,)"),
+    ("conv2d zero channels", lambda: F.conv2d(ones(2, 0, 8, 8), ones(4, 0, 3, 3)), ValueError, "non-empty channel"),
+    ("conv2d zero filters", lambda: F.conv2d(X, ones(0, 3, 3, 3)), ValueError, "w must have non-empty extents"),
+    ("conv2d zero kernel height", lambda: F.conv2d(X, ones(4, 3, 0, 3)), ValueError, "w must have non-empty extents"),
+    ("conv2d zero image height", lambda: F.conv2d(ones(2, 3, 0, 8), W), ValueError, "non-empty channel and spatial"),
+    ("sepconv2d_1d w_col no taps", lambda: F.sepconv2d_1d(X, ones(3, 0), WR), ValueError, "kh >= 1"),
+    ("conv_transpose2d zero kernel", lambda: F.conv_transpose2d(X, ones(3, 2, 0, 3)), ValueError, "w must have non-empty extents"),
+    # negative sizes
+    ("select_algo negative extent", lambda: F.select_algo((-1, 3, 8, 8), W.shape), ValueError, "negative or absurdly large extent"),
+    ("col2im negative input_shape", lambda: F.col2im(ones(72, 27), (-2, 3, 8, 8), 3, 3), ValueError, "negative or absurdly large extent"),
+    ("im2col negative filter", lambda: F.im2col(X, -3, 3), ValueError, "filter size must be positive"),
+    ("adaptive output negative", lambda: F.adaptive_avg_pool2d(X, (-1, 2)), ValueError, "output_size must be positive"),
+    ("conv1d padding 3-tuple", lambda: F.conv1d(X1, W1, padding=(1, 2, 3)), ValueError, "padding must be an int or (left, right)"),
+    # sizes whose products overflow int32 (must not wrap: refused or computed in int64) or int64
+    ("col2im extent product 2^32 (wraps to 0 in int32)", lambda: F.col2im(ones(0, 1), (2**32, 1, 1, 1), 1, 1), ValueError, "needs (4294967296, 1)"),
+    ("col2im 2^31 x 2^31 image", lambda: F.col2im(ones(0, 1), (0, 2**31, 2**31, 1), 1, 1), ValueError, "more elements than fit in int64"),
+    ("conv2d stride past int64", lambda: F.conv2d(X, W, stride=2**64), ValueError, "conv2d: stride must fit in int64"),
+    ("conv1d padding past int64", lambda: F.conv1d(X1, W1, padding=2**63), ValueError, "conv1d: padding must fit in int64"),
+    ("conv2d groups below int64", lambda: F.conv2d(X, W, groups=-2**63 - 1), ValueError, "groups must fit in int64"),
+    ("conv2d padding 2^31", lambda: F.conv2d(X, W, padding=2**31), ValueError, "below 2^31"),
+    ("max_pool2d kernel past int64", lambda: F.max_pool2d(X, 2**64), ValueError, "kernel_size must fit in int64"),
+    ("avg_pool2d divisor past int64", lambda: F.avg_pool2d(X, 2, divisor_override=2**64), ValueError, "divisor_override must fit in int64"),
+    ("adaptive output past int64", lambda: F.adaptive_avg_pool2d(X, 2**64), ValueError, "output_size must fit in int64"),
+    ("col2im input_shape past int64", lambda: F.col2im(ones(1, 1), (2**64, 1, 1, 1), 1, 1), ValueError, "input_shape must fit in int64"),
+    ("conv2d output bytes past int64", lambda: F.conv2d(ones(1, 1, 1, 1), ones(1, 1, 1, 1), padding=2**30), ValueError, "more elements than fit in int64"),
+    ("conv_transpose2d output bytes past int64", lambda: F.conv_transpose2d(ones(1, 1, 3, 3), ones(1, 1, 1, 1), stride=2**30), ValueError, "more elements than fit in int64"),
+    ("adaptive output of 2^60 elements", lambda: F.adaptive_avg_pool2d(ones(1, 1, 1, 1), (2**30, 2**30)), ValueError, "more elements than fit in int64"),
+    ("adaptive output of 2 EiB", lambda: F.adaptive_avg_pool2d(ones(1, 1, 1, 1), (2**29, 2**30)), MemoryError, "Unable to allocate"),
     # rank1_factor
+    ("rank1_factor rtol NaN", lambda: F.rank1_factor(np.ones((3, 3)), rtol=float("nan")), ValueError, "rtol must be"),
+    ("rank1_factor infinity", lambda: F.rank1_factor(np.full((3, 3), np.inf)), ValueError, "NaN or infinity"),
     ("rank1_factor not separable", lambda: F.rank1_factor(np.eye(3)), ValueError, "not separable"),
     ("rank1_factor channel", lambda: F.rank1_factor(np.stack([np.ones((3, 3)), np.eye(3)])[:, None]), ValueError, "channel 1 of w"),
     ("rank1_factor rtol", lambda: F.rank1_factor(np.ones((3, 3)), rtol=-1), ValueError, "rtol must be"),
@@ -189,7 +268,7 @@ def test_catalogue_does_not_crash_the_interpreter():
         "for name, call, exc, _ in t.CASES:\n"
         "    try:\n"
         "        call()\n"
-        "    except (ValueError, TypeError):\n"
+        "    except (ValueError, TypeError, MemoryError):\n"
         "        pass\n"
         "print('survived', len(t.CASES))\n"
     )
@@ -264,3 +343,65 @@ def test_empty_batch_works(rng):
     assert F.conv_transpose2d(x, np.ones((3, 2, 3, 3), f32)).shape == (0, 2, 8, 8)
     assert F.im2col(x, 3, 3).shape == (0, 27)
     assert F.col2im(np.zeros((0, 27), f32), x.shape, 3, 3).shape == x.shape
+    # 2^32 elements per image (an int32 count would wrap to 0): valid, and nothing to compute
+    wide = np.zeros((0, 2**20, 2**12, 1), f32)
+    assert F.conv2d(wide, np.ones((1, 2**20, 1, 1), f32)).shape == (0, 1, 2**12, 1)
+
+
+# ---- every array argument may be an odd view; outputs are fresh, writeable arrays ------------
+# (No convcore function takes an output buffer (out=), so a read-only or aliased output buffer
+# cannot be passed; these tests make sure inputs of any layout give bit-identical results and
+# that outputs never share memory with inputs.)
+
+def _odd_views(a):
+    """The values of `a` as a read-only, a negative-stride, a Fortran-order and a misaligned array."""
+    readonly = a.copy()
+    readonly.setflags(write=False)
+    flipped = np.flip(np.flip(a, -1).copy(), -1)
+    assert flipped.strides[-1] < 0 or a.shape[-1] <= 1
+    return {"read-only": readonly, "negative strides": flipped,
+            "Fortran order": np.asfortranarray(a), "misaligned": _misaligned(a)}
+
+
+def _as_tuple(out):
+    return out if isinstance(out, tuple) else (out,)
+
+
+def _odd_view_calls(rng):
+    r = lambda *shape: rng.standard_normal(shape).astype(f32)  # noqa: E731
+    x, w, b = r(2, 3, 9, 8), r(4, 3, 3, 3), r(4)
+    dy = r(2, 4, 7, 6)
+    xp = r(2, 3, 8, 8)
+    _, idx = F.max_pool2d(xp, 2, return_indices=True)
+    return [
+        ("conv2d", lambda x, w, b: F.conv2d(x, w, b), (x, w, b)),
+        ("conv2d_backward", lambda dy, x, w: F.conv2d_backward(dy, x, w), (dy, x, w)),
+        ("conv_transpose2d_backward", lambda x, w, dy: F.conv_transpose2d_backward(dy, x, w),
+         (r(2, 4, 7, 6), np.ascontiguousarray(w), x)),
+        ("sepconv2d_1d_backward", lambda dy, x, wc, wr: F.sepconv2d_1d_backward(dy, x, wc, wr),
+         (r(2, 3, 7, 7), x, r(3, 3), r(3, 2))),
+        ("col2im", lambda col: F.col2im(col, x.shape, 3, 3), (r(2 * 7 * 6, 27),)),
+        ("max_pool2d_backward", lambda dy, x, idx: F.max_pool2d_backward(dy, x, 2, indices=idx),
+         (r(2, 3, 4, 4), xp, idx)),
+        ("avg_pool2d", lambda x: F.avg_pool2d(x, 3, stride=2, padding=1), (xp,)),
+    ]
+
+
+def test_odd_views_of_every_argument_give_identical_results(rng):
+    for name, call, args in _odd_view_calls(rng):
+        want = _as_tuple(call(*args))
+        for pos, arg in enumerate(args):
+            for kind, view in _odd_views(arg).items():
+                changed = list(args)
+                changed[pos] = view
+                for got, exp in zip(_as_tuple(call(*changed)), want):
+                    np.testing.assert_array_equal(got, exp, err_msg=f"{name} argument {pos} {kind}")
+
+
+def test_outputs_are_fresh_writeable_arrays(rng):
+    for name, call, args in _odd_view_calls(rng):
+        for out in _as_tuple(call(*args)):
+            if out is None:
+                continue
+            assert out.flags.writeable and out.flags.c_contiguous, name
+            assert not any(np.shares_memory(out, a) for a in args), name

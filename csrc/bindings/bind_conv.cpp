@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "bindings/array.h"
+#include "bindings/interrupt.h"
 #include "common/errors.h"
 #include "common/shapes.h"
 #include "cpu/conv.h"
@@ -48,8 +49,9 @@ py::array conv2d_forward(const py::array& x, const py::array& w, const OptArray&
   with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     const T* b = bias ? cdata<T>(*bias) : nullptr;
-    py::gil_scoped_release nogil;
-    cpu::conv2d_forward<T>(algo, p, cdata<T>(x), cdata<T>(w), b, mdata<T>(y));
+    run_interruptible(conv_work(p), [&] {
+      cpu::conv2d_forward<T>(algo, p, cdata<T>(x), cdata<T>(w), b, mdata<T>(y));
+    });
   });
   return y;
 }
@@ -72,12 +74,11 @@ py::tuple conv2d_backward(const py::array& dy, const py::array& x, const py::arr
     if (need_x) dx_arr = new_array(dtype, shape_of(x));
     if (need_w) dw_arr = new_array(dtype, shape_of(w));
     if (need_b) db_arr = new_array(dtype, {p.k});
-    {
-      py::gil_scoped_release nogil;
+    run_interruptible(conv_work(p), [&] {
       if (need_x) cpu::conv2d_backward_input<T>(algo, p, cdata<T>(dy), cdata<T>(w), mdata<T>(dx_arr));
       if (need_w) cpu::conv2d_backward_weight<T>(algo, p, cdata<T>(dy), cdata<T>(x), mdata<T>(dw_arr));
       if (need_b) cpu::conv2d_backward_bias<T>(p, cdata<T>(dy), mdata<T>(db_arr));
-    }
+    });
     if (need_x) dx = dx_arr;
     if (need_w) dw = dw_arr;
     if (need_b) db = db_arr;
@@ -102,17 +103,18 @@ py::array conv_transpose2d_forward(const py::array& x, const py::array& w, const
   with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     const T* b = bias ? cdata<T>(*bias) : nullptr;
-    py::gil_scoped_release nogil;
     T* out = mdata<T>(y);
-    cpu::conv2d_backward_input<T>(algo, p, cdata<T>(x), cdata<T>(w), out);
-    if (b) {
-      const int64_t plane = p.h * p.w;
-      for (int64_t n = 0; n < p.n; ++n)
-        for (int64_t c = 0; c < p.c; ++c) {
-          T* dst = out + (n * p.c + c) * plane;
-          for (int64_t i = 0; i < plane; ++i) dst[i] += b[c];
-        }
-    }
+    run_interruptible(conv_work(p), [&] {
+      cpu::conv2d_backward_input<T>(algo, p, cdata<T>(x), cdata<T>(w), out);
+      if (b) {
+        const int64_t plane = p.h * p.w;
+        for (int64_t n = 0; n < p.n; ++n)
+          for (int64_t c = 0; c < p.c; ++c) {
+            T* dst = out + (n * p.c + c) * plane;
+            for (int64_t i = 0; i < plane; ++i) dst[i] += b[c];
+          }
+      }
+    });
   });
   return y;
 }
@@ -138,8 +140,7 @@ py::tuple conv_transpose2d_backward(const py::array& dy, const py::array& x, con
     if (need_x) dx_arr = new_array(dtype, shape_of(x));
     if (need_w) dw_arr = new_array(dtype, shape_of(w));
     if (need_b) db_arr = new_array(dtype, {p.c});
-    {
-      py::gil_scoped_release nogil;
+    run_interruptible(conv_work(p), [&] {
       if (need_x) cpu::conv2d_forward<T>(algo, p, cdata<T>(dy), cdata<T>(w), nullptr, mdata<T>(dx_arr));
       if (need_w) cpu::conv2d_backward_weight<T>(algo, p, cdata<T>(x), cdata<T>(dy), mdata<T>(dw_arr));
       if (need_b) {
@@ -149,7 +150,7 @@ py::tuple conv_transpose2d_backward(const py::array& dy, const py::array& x, con
         q.k = p.c; q.out_h = p.h; q.out_w = p.w;
         cpu::conv2d_backward_bias<T>(q, cdata<T>(dy), mdata<T>(db_arr));
       }
-    }
+    });
     if (need_x) dx = dx_arr;
     if (need_w) dw = dw_arr;
     if (need_b) db = db_arr;
@@ -174,10 +175,12 @@ py::array im2col(const py::array& x, int64_t kh, int64_t kw, Pair stride, Pad4 p
     using T = decltype(tag);
     const T* src = cdata<T>(x);
     T* dst = mdata<T>(col);
-    py::gil_scoped_release nogil;
+    run_interruptible(conv_work(p), [&] {
 #pragma omp parallel for schedule(static) num_threads(cpu::num_threads())
-    for (int64_t n = 0; n < p.n; ++n)
-      cpu::im2col_image(p, p.c, src + n * p.c * p.h * p.w, dst + n * ohw * ckk, 1, ckk);
+      for (int64_t n = 0; n < p.n; ++n)
+        if (!cpu::interrupted())
+          cpu::im2col_image(p, p.c, src + n * p.c * p.h * p.w, dst + n * ohw * ckk, 1, ckk);
+    });
   });
   return col;
 }
@@ -196,13 +199,15 @@ py::array col2im(const py::array& col, Shape4 x_shape, int64_t kh, int64_t kw, P
     using T = decltype(tag);
     const T* src = cdata<T>(col);
     T* dst = mdata<T>(x);
-    py::gil_scoped_release nogil;
     const int64_t image = p.c * p.h * p.w;
+    run_interruptible(conv_work(p), [&] {
 #pragma omp parallel for schedule(static) num_threads(cpu::num_threads())
-    for (int64_t n = 0; n < p.n; ++n) {
-      std::fill(dst + n * image, dst + (n + 1) * image, T(0));
-      cpu::col2im_image(p, p.c, src + n * ohw * ckk, 1, ckk, dst + n * image);
-    }
+      for (int64_t n = 0; n < p.n; ++n) {
+        if (cpu::interrupted()) continue;
+        std::fill(dst + n * image, dst + (n + 1) * image, T(0));
+        cpu::col2im_image(p, p.c, src + n * ohw * ckk, 1, ckk, dst + n * image);
+      }
+    });
   });
   return x;
 }

@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "bindings/array.h"
+#include "bindings/interrupt.h"
 #include "common/errors.h"
 #include "common/pool_params.h"
 #include "common/shapes.h"
@@ -78,9 +79,10 @@ py::object max_pool2d_forward(const py::array& x, Pair kernel, Pair stride, Pair
   with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     int64_t* idx_data = return_indices ? static_cast<int64_t*>(idx.mutable_data()) : nullptr;
-    py::gil_scoped_release nogil;
-    if (reference) ref::max_pool2d_forward<T>(p, cdata<T>(x), mdata<T>(y), idx_data);
-    else cpu::max_pool2d_forward<T>(p, cdata<T>(x), mdata<T>(y), idx_data);
+    run_interruptible(pool_work(p), [&] {
+      if (reference) ref::max_pool2d_forward<T>(p, cdata<T>(x), mdata<T>(y), idx_data);
+      else cpu::max_pool2d_forward<T>(p, cdata<T>(x), mdata<T>(y), idx_data);
+    });
   });
   if (return_indices) return py::make_tuple(y, idx);
   return y;
@@ -98,9 +100,10 @@ py::array max_pool2d_backward(const py::array& dy, const py::array& x, Pair kern
   py::array dx = new_array(dtype, shape_of(x));
   with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    py::gil_scoped_release nogil;
-    if (reference) ref::max_pool2d_backward<T>(p, cdata<T>(dy), idx, cdata<T>(x), mdata<T>(dx));
-    else cpu::max_pool2d_backward<T>(p, cdata<T>(dy), idx, cdata<T>(x), mdata<T>(dx));
+    run_interruptible(pool_work(p), [&] {
+      if (reference) ref::max_pool2d_backward<T>(p, cdata<T>(dy), idx, cdata<T>(x), mdata<T>(dx));
+      else cpu::max_pool2d_backward<T>(p, cdata<T>(dy), idx, cdata<T>(x), mdata<T>(dx));
+    });
   });
   return dx;
 }
@@ -124,9 +127,10 @@ py::array avg_pool2d_forward(const py::array& x, Pair kernel, Pair stride, Pair 
   py::array y = new_array(dtype, out_shape(p));
   with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    py::gil_scoped_release nogil;
-    if (reference) ref::avg_pool2d_forward<T>(p, cdata<T>(x), mdata<T>(y));
-    else cpu::avg_pool2d_forward<T>(p, cdata<T>(x), mdata<T>(y));
+    run_interruptible(pool_work(p), [&] {
+      if (reference) ref::avg_pool2d_forward<T>(p, cdata<T>(x), mdata<T>(y));
+      else cpu::avg_pool2d_forward<T>(p, cdata<T>(x), mdata<T>(y));
+    });
   });
   return y;
 }
@@ -142,9 +146,10 @@ py::array avg_pool2d_backward(const py::array& dy, const py::array& x, Pair kern
   py::array dx = new_array(dtype, shape_of(x));
   with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    py::gil_scoped_release nogil;
-    if (reference) ref::avg_pool2d_backward<T>(p, cdata<T>(dy), mdata<T>(dx));
-    else cpu::avg_pool2d_backward<T>(p, cdata<T>(dy), mdata<T>(dx));
+    run_interruptible(pool_work(p), [&] {
+      if (reference) ref::avg_pool2d_backward<T>(p, cdata<T>(dy), mdata<T>(dx));
+      else cpu::avg_pool2d_backward<T>(p, cdata<T>(dy), mdata<T>(dx));
+    });
   });
   return dx;
 }
@@ -167,9 +172,10 @@ py::array adaptive_avg_pool2d_forward(const py::array& x, Pair output_size, cons
   py::array y = new_array(dtype, out_shape(p));
   with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    py::gil_scoped_release nogil;
-    if (reference) ref::adaptive_avg_pool2d_forward<T>(p, cdata<T>(x), mdata<T>(y));
-    else cpu::adaptive_avg_pool2d_forward<T>(p, cdata<T>(x), mdata<T>(y));
+    run_interruptible(pool_work(p), [&] {
+      if (reference) ref::adaptive_avg_pool2d_forward<T>(p, cdata<T>(x), mdata<T>(y));
+      else cpu::adaptive_avg_pool2d_forward<T>(p, cdata<T>(x), mdata<T>(y));
+    });
   });
   return y;
 }
@@ -183,9 +189,10 @@ py::array adaptive_avg_pool2d_backward(const py::array& dy, const py::array& x, 
   py::array dx = new_array(dtype, shape_of(x));
   with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    py::gil_scoped_release nogil;
-    if (reference) ref::adaptive_avg_pool2d_backward<T>(p, cdata<T>(dy), mdata<T>(dx));
-    else cpu::adaptive_avg_pool2d_backward<T>(p, cdata<T>(dy), mdata<T>(dx));
+    run_interruptible(pool_work(p), [&] {
+      if (reference) ref::adaptive_avg_pool2d_backward<T>(p, cdata<T>(dy), mdata<T>(dx));
+      else cpu::adaptive_avg_pool2d_backward<T>(p, cdata<T>(dy), mdata<T>(dx));
+    });
   });
   return dx;
 }
@@ -202,9 +209,10 @@ py::object adaptive_max_pool2d_forward(const py::array& x, Pair output_size, boo
   with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     int64_t* idx_data = return_indices ? static_cast<int64_t*>(idx.mutable_data()) : nullptr;
-    py::gil_scoped_release nogil;
-    if (reference) ref::adaptive_max_pool2d_forward<T>(p, cdata<T>(x), mdata<T>(y), idx_data);
-    else cpu::adaptive_max_pool2d_forward<T>(p, cdata<T>(x), mdata<T>(y), idx_data);
+    run_interruptible(pool_work(p), [&] {
+      if (reference) ref::adaptive_max_pool2d_forward<T>(p, cdata<T>(x), mdata<T>(y), idx_data);
+      else cpu::adaptive_max_pool2d_forward<T>(p, cdata<T>(x), mdata<T>(y), idx_data);
+    });
   });
   if (return_indices) return py::make_tuple(y, idx);
   return y;
@@ -222,19 +230,20 @@ py::array adaptive_max_pool2d_backward(const py::array& dy, const py::array& x,
   py::array dx = new_array(dtype, shape_of(x));
   with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    py::gil_scoped_release nogil;
-    std::vector<int64_t> recomputed;
-    std::vector<T> unused_y;
-    const int64_t* idx = given;
-    if (!idx) {
-      recomputed.resize(p.planes() * p.out_h * p.out_w);
-      unused_y.resize(recomputed.size());
-      if (reference) ref::adaptive_max_pool2d_forward<T>(p, cdata<T>(x), unused_y.data(), recomputed.data());
-      else cpu::adaptive_max_pool2d_forward<T>(p, cdata<T>(x), unused_y.data(), recomputed.data());
-      idx = recomputed.data();
-    }
-    if (reference) ref::max_pool2d_backward<T>(p, cdata<T>(dy), idx, cdata<T>(x), mdata<T>(dx));
-    else cpu::max_pool2d_backward<T>(p, cdata<T>(dy), idx, cdata<T>(x), mdata<T>(dx));
+    run_interruptible(pool_work(p), [&] {
+      std::vector<int64_t> recomputed;
+      std::vector<T> unused_y;
+      const int64_t* idx = given;
+      if (!idx) {
+        recomputed.resize(p.planes() * p.out_h * p.out_w);
+        unused_y.resize(recomputed.size());
+        if (reference) ref::adaptive_max_pool2d_forward<T>(p, cdata<T>(x), unused_y.data(), recomputed.data());
+        else cpu::adaptive_max_pool2d_forward<T>(p, cdata<T>(x), unused_y.data(), recomputed.data());
+        idx = recomputed.data();
+      }
+      if (reference) ref::max_pool2d_backward<T>(p, cdata<T>(dy), idx, cdata<T>(x), mdata<T>(dx));
+      else cpu::max_pool2d_backward<T>(p, cdata<T>(dy), idx, cdata<T>(x), mdata<T>(dx));
+    });
   });
   return dx;
 }

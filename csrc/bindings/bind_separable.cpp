@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "bindings/array.h"
+#include "bindings/interrupt.h"
 #include "common/errors.h"
 #include "common/shapes.h"
 #include "cpu/separable1d.h"
@@ -56,9 +57,10 @@ py::array sepconv2d_1d_forward(const py::array& x, const py::array& w_col, const
   with_dtype(a.dtype, [&](auto tag) {
     using T = decltype(tag);
     const T* b = bias ? cdata<T>(*bias) : nullptr;
-    py::gil_scoped_release nogil;
-    cpu::separable1d_forward<T>(a.sp, cdata<T>(x), cdata<T>(w_col), cdata<T>(w_row), b,
-                                mdata<T>(y));
+    run_interruptible(conv_work(a.sp.col) + conv_work(a.sp.row), [&] {
+      cpu::separable1d_forward<T>(a.sp, cdata<T>(x), cdata<T>(w_col), cdata<T>(w_row), b,
+                                  mdata<T>(y));
+    });
   });
   return y;
 }
@@ -81,14 +83,13 @@ py::tuple sepconv2d_1d_backward(const py::array& dy, const py::array& x, const p
     if (need_w_col) dwc_arr = new_array(a.dtype, shape_of(w_col));
     if (need_w_row) dwr_arr = new_array(a.dtype, shape_of(w_row));
     if (need_b) db_arr = new_array(a.dtype, {a.sp.channels()});
-    {
-      py::gil_scoped_release nogil;
+    run_interruptible(conv_work(a.sp.col) + conv_work(a.sp.row), [&] {
       cpu::separable1d_backward<T>(a.sp, cdata<T>(dy), cdata<T>(x), cdata<T>(w_col),
                                    cdata<T>(w_row), need_x ? mdata<T>(dx_arr) : nullptr,
                                    need_w_col ? mdata<T>(dwc_arr) : nullptr,
                                    need_w_row ? mdata<T>(dwr_arr) : nullptr,
                                    need_b ? mdata<T>(db_arr) : nullptr);
-    }
+    });
     if (need_x) dx = dx_arr;
     if (need_w_col) dw_col = dwc_arr;
     if (need_w_row) dw_row = dwr_arr;

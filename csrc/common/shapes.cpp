@@ -40,12 +40,16 @@ int64_t pool_out_extent(int64_t in, int64_t kernel, int64_t stride, int64_t pad_
 }
 
 int64_t checked_numel(const std::vector<int64_t>& extents, const std::string& what) {
+  // The byte count of a float64 array must fit in int64 too (NumPy refuses larger arrays with a
+  // message that names neither the op nor the shape): at most 2^60 - 1 elements.
+  constexpr int64_t max_elements = std::numeric_limits<int64_t>::max() / 8;
   int64_t total = 1;
   for (int64_t e : extents) {
     CC_CHECK_VALUE(e >= 0, what, ": negative extent in shape ", shape_str(extents));
-    if (e != 0 && total > std::numeric_limits<int64_t>::max() / e) {
+    if (e != 0 && total > max_elements / e) {
       throw ValueError(detail::concat(what, ": shape ", shape_str(extents),
-                                      " has more elements than fit in int64"));
+                                      " has more elements than fit in int64 (as bytes: at most "
+                                      "2^60 - 1 elements)"));
     }
     total *= e;
   }

@@ -24,8 +24,8 @@ int64_t conv_transpose_out_extent(int64_t in, int64_t kernel, int64_t stride, in
 int64_t pool_out_extent(int64_t in, int64_t kernel, int64_t stride, int64_t pad_before,
                         int64_t pad_after, int64_t dilation, bool ceil_mode);
 
-// Product of extents, throwing ValueError (naming `what`) if it overflows int64 or any extent
-// is negative.
+// Product of extents, throwing ValueError (naming `what`) if any extent is negative or the
+// product passes 2^60 - 1 (where a float64 array's byte count would overflow int64).
 int64_t checked_numel(const std::vector<int64_t>& extents, const std::string& what);
 
 std::string shape_str(const std::vector<int64_t>& extents);

@@ -16,6 +16,7 @@ void conv2d_forward_direct(const ConvParams& p, const T* x, const T* w, const T*
 #pragma omp parallel for collapse(2) schedule(static) num_threads(num_threads())
   for (int64_t n = 0; n < p.n; ++n)
     for (int64_t k = 0; k < p.k; ++k) {
+      if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
       T* out = y + (n * p.k + k) * out_plane;
       std::fill(out, out + out_plane, bias ? bias[k] : T(0));
       const int64_t c0 = (k / kpg) * cpg;
@@ -36,6 +37,7 @@ void conv2d_backward_input_direct(const ConvParams& p, const T* dy, const T* w, 
 #pragma omp parallel for collapse(2) schedule(static) num_threads(num_threads())
   for (int64_t n = 0; n < p.n; ++n)
     for (int64_t c = 0; c < p.c; ++c) {
+      if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
       T* grad_in = dx + (n * p.c + c) * in_plane;
       std::fill(grad_in, grad_in + in_plane, T(0));
       const int64_t g = c / cpg, cg = c % cpg;
@@ -56,6 +58,7 @@ void conv2d_backward_weight_direct(const ConvParams& p, const T* dy, const T* x,
 #pragma omp parallel for collapse(2) schedule(static) num_threads(num_threads())
   for (int64_t k = 0; k < p.k; ++k)
     for (int64_t cg = 0; cg < cpg; ++cg) {
+      if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
       const int64_t c = (k / kpg) * cpg + cg;
       for (int64_t ky = 0; ky < p.kh; ++ky)
         for (int64_t kx = 0; kx < p.kw; ++kx) {

@@ -48,11 +48,11 @@ void for_each_image(int64_t images, int64_t workspace_elems, Fn fn) {
       std::vector<T> workspace(static_cast<size_t>(workspace_elems));
       const int slot = omp_get_thread_num();
 #pragma omp for schedule(static)
-      for (int64_t n = 0; n < images; ++n) fn(n, workspace.data(), slot, false);
+      for (int64_t n = 0; n < images; ++n) if (!interrupted()) fn(n, workspace.data(), slot, false);
     }
   } else {
     std::vector<T> workspace(static_cast<size_t>(workspace_elems));
-    for (int64_t n = 0; n < images; ++n) fn(n, workspace.data(), 0, threads > 1);
+    for (int64_t n = 0; n < images; ++n) if (!interrupted()) fn(n, workspace.data(), 0, threads > 1);
   }
 }
 

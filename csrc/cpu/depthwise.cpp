@@ -41,6 +41,7 @@ void forward_taps(const ConvParams& p, const T* x, const T* w, const T* bias, T*
 #pragma omp parallel for collapse(2) schedule(static) num_threads(num_threads())
   for (int64_t n = 0; n < p.n; ++n)
     for (int64_t k = 0; k < p.k; ++k) {
+      if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
       T* out = y + (n * p.k + k) * out_plane;
       std::fill(out, out + out_plane, bias ? bias[k] : T(0));
       for (int64_t tap = 0; tap < taps; ++tap)
@@ -56,6 +57,7 @@ void backward_input_taps(const ConvParams& p, const T* dy, const T* w, T* dx) {
 #pragma omp parallel for collapse(2) schedule(static) num_threads(num_threads())
   for (int64_t n = 0; n < p.n; ++n)
     for (int64_t c = 0; c < p.c; ++c) {
+      if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
       T* grad_in = dx + (n * p.c + c) * in_plane;
       std::fill(grad_in, grad_in + in_plane, T(0));
       for (int64_t k = c * mult; k < (c + 1) * mult; ++k)
@@ -72,6 +74,7 @@ void backward_weight_taps(const ConvParams& p, const T* dy, const T* x, T* dw) {
 #pragma omp parallel for collapse(2) schedule(static) num_threads(num_threads())
   for (int64_t k = 0; k < p.k; ++k)
     for (int64_t tap = 0; tap < taps; ++tap) {
+      if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
       const TapWindow t = tap_window(p, tap / p.kw, tap % p.kw);
       double acc = 0.0;
       for (int64_t n = 0; n < p.n; ++n)

@@ -2,8 +2,6 @@
 
 #include <omp.h>
 
-#include <atomic>
-
 namespace convcore::cpu {
 namespace {
 int default_threads() {
@@ -12,6 +10,11 @@ int default_threads() {
 }
 std::atomic<int> g_threads{0};
 }  // namespace
+
+namespace detail {
+std::atomic<bool> g_interrupted{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "the SIGINT handler needs a lock-free flag");
+}  // namespace detail
 
 int num_threads() {
   int n = g_threads.load(std::memory_order_relaxed);

@@ -185,6 +185,7 @@ void max_pool2d_forward(const PoolParams& p, const T* x, T* y, int64_t* indices)
 #pragma omp parallel for collapse(2) schedule(static) num_threads(num_threads())
   for (int64_t pl = 0; pl < p.planes(); ++pl)
     for (int64_t oy = 0; oy < p.out_h; ++oy) {
+      if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
       const int64_t o = pl * out_plane + oy * p.out_w;
       max_pool_row(p, x + pl * in_plane, oy, y + o, indices ? indices + o : nullptr);
     }
@@ -199,6 +200,7 @@ void max_pool2d_backward(const PoolParams& p, const T* dy, const int64_t* indice
     Scratch<int64_t> idx_scratch;
 #pragma omp for schedule(static)
     for (int64_t pl = 0; pl < p.planes(); ++pl) {
+      if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
       T* grad_in = dx + pl * in_plane;
       const T* grad_out = dy + pl * out_plane;
       std::fill(grad_in, grad_in + in_plane, T(0));
@@ -224,7 +226,7 @@ void avg_pool2d_forward(const PoolParams& p, const T* x, T* y) {
 #pragma omp parallel for collapse(2) schedule(static) num_threads(num_threads())
   for (int64_t pl = 0; pl < p.planes(); ++pl)
     for (int64_t oy = 0; oy < p.out_h; ++oy)
-      avg_pool_row(p, x + pl * in_plane, oy, y + pl * out_plane + oy * p.out_w);
+      if (!interrupted()) avg_pool_row(p, x + pl * in_plane, oy, y + pl * out_plane + oy * p.out_w);
 }
 
 template <typename T>
@@ -238,6 +240,7 @@ void avg_pool2d_backward(const PoolParams& p, const T* dy, T* dx) {
     Scratch<T> g_scratch;
 #pragma omp for schedule(static)
     for (int64_t pl = 0; pl < p.planes(); ++pl) {
+      if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
       T* grad_in = dx + pl * in_plane;
       std::fill(grad_in, grad_in + in_plane, T(0));
       T* g = g_scratch.get(p.out_w);
@@ -270,6 +273,7 @@ void adaptive_avg_pool2d_forward(const PoolParams& p, const T* x, T* y) {
 #pragma omp parallel for collapse(2) schedule(static) num_threads(num_threads())
   for (int64_t pl = 0; pl < p.planes(); ++pl)
     for (int64_t oy = 0; oy < p.out_h; ++oy) {
+      if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
       const int64_t y0 = adaptive_start(oy, p.h, p.out_h), y1 = adaptive_end(oy, p.h, p.out_h);
       const T* plane = x + pl * in_plane;
       T* y_row = y + pl * out_plane + oy * p.out_w;
@@ -287,6 +291,7 @@ void adaptive_avg_pool2d_backward(const PoolParams& p, const T* dy, T* dx) {
   const int64_t in_plane = p.h * p.w, out_plane = p.out_h * p.out_w;
 #pragma omp parallel for schedule(static) num_threads(num_threads())
   for (int64_t pl = 0; pl < p.planes(); ++pl) {
+    if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
     T* grad_in = dx + pl * in_plane;
     std::fill(grad_in, grad_in + in_plane, T(0));
     for (int64_t oy = 0; oy < p.out_h; ++oy) {
@@ -309,6 +314,7 @@ void adaptive_max_pool2d_forward(const PoolParams& p, const T* x, T* y, int64_t*
 #pragma omp parallel for collapse(2) schedule(static) num_threads(num_threads())
   for (int64_t pl = 0; pl < p.planes(); ++pl)
     for (int64_t oy = 0; oy < p.out_h; ++oy) {
+      if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
       const int64_t y0 = adaptive_start(oy, p.h, p.out_h), y1 = adaptive_end(oy, p.h, p.out_h);
       const T* plane = x + pl * in_plane;
       const int64_t o = pl * out_plane + oy * p.out_w;

@@ -191,6 +191,7 @@ void separable1d_forward(const Separable1dParams& sp, const T* x, const T* w_col
 #pragma omp for collapse(2) schedule(static)
     for (int64_t n = 0; n < sp.n(); ++n)
       for (int64_t c = 0; c < channels; ++c) {
+        if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
         const T* x_plane = x + (n * channels + c) * in_plane;
         T* y_plane = y + (n * channels + c) * out_plane;
         const T b = bias ? bias[c] : T(0);
@@ -258,6 +259,7 @@ void separable1d_backward(const Separable1dParams& sp, const T* dy, const T* x, 
       std::vector<double> acc_col(kh), acc_row(kw);
 #pragma omp for schedule(static)
       for (int64_t c = 0; c < channels; ++c) {
+        if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
         std::fill(acc_col.begin(), acc_col.end(), 0.0);
         std::fill(acc_row.begin(), acc_row.end(), 0.0);
         for (int64_t n = 0; n < sp.n(); ++n)
@@ -272,7 +274,7 @@ void separable1d_backward(const Separable1dParams& sp, const T* dy, const T* x, 
 #pragma omp for collapse(2) schedule(static)
       for (int64_t n = 0; n < sp.n(); ++n)
         for (int64_t c = 0; c < channels; ++c)
-          plane(n, c, mid_row.data(), mid_grad.data(), phases.data(), nullptr, nullptr);
+          if (!interrupted()) plane(n, c, mid_row.data(), mid_grad.data(), phases.data(), nullptr, nullptr);
     }
   }
   if (db) conv2d_backward_bias(sp.row, dy, db);  // row.k == C and row.out_* are dy's extents

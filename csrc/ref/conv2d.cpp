@@ -25,6 +25,7 @@ void conv2d_forward(const ConvParams& p, const T* x, const T* w, const T* bias, 
 #pragma omp parallel for collapse(2) schedule(static) num_threads(cpu::num_threads())
   for (int64_t n = 0; n < p.n; ++n)
     for (int64_t k = 0; k < p.k; ++k) {
+      if (cpu::interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
       const int64_t g = k / kpg;
       for (int64_t oy = 0; oy < p.out_h; ++oy)
         for (int64_t ox = 0; ox < p.out_w; ++ox) {
@@ -53,6 +54,7 @@ void conv2d_backward_input(const ConvParams& p, const T* dy, const T* w, T* dx) 
 #pragma omp parallel for collapse(2) schedule(static) num_threads(cpu::num_threads())
   for (int64_t n = 0; n < p.n; ++n)
     for (int64_t c = 0; c < p.c; ++c) {
+      if (cpu::interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
       const int64_t g = c / cpg, cg = c % cpg;
       for (int64_t iy = 0; iy < p.h; ++iy)
         for (int64_t ix = 0; ix < p.w; ++ix) {
@@ -80,6 +82,7 @@ void conv2d_backward_weight(const ConvParams& p, const T* dy, const T* x, T* dw)
 #pragma omp parallel for collapse(2) schedule(static) num_threads(cpu::num_threads())
   for (int64_t k = 0; k < p.k; ++k)
     for (int64_t cg = 0; cg < cpg; ++cg) {
+      if (cpu::interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
       const int64_t c = (k / kpg) * cpg + cg;
       for (int64_t ky = 0; ky < p.kh; ++ky)
         for (int64_t kx = 0; kx < p.kw; ++kx) {

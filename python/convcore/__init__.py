@@ -7,6 +7,7 @@ See README.md for the tour and ARCHITECTURE.md for how a call reaches a kernel.
 """
 from . import _cpu
 from . import functional
+from ._args import as_int
 from . import data, init, layers, models, optim  # book-style layers, networks, training
 
 __version__ = "0.1.0"
@@ -14,7 +15,10 @@ __version__ = "0.1.0"
 
 def set_num_threads(n):
     """Threads used by every native kernel (n <= 0 restores the default)."""
-    _cpu.set_num_threads(int(n))
+    n = as_int(n, "set_num_threads", "n", "an int")
+    if n >= 2**31:
+        raise ValueError(f"set_num_threads: n must be below 2^31, got {n}")
+    _cpu.set_num_threads(n)
 
 
 def get_num_threads():
@@ -25,7 +29,8 @@ def set_max_workspace(nbytes):
     """Cap one call's temporary buffers (bytes; None or < 0: no cap). Overrides the
     CONVCORE_MAX_WORKSPACE environment variable. Over the cap, algo="auto" falls back to an
     algorithm without workspace and an explicit algorithm raises MemoryError."""
-    _cpu._set_max_workspace(-1 if nbytes is None else int(nbytes))
+    op, kind = "set_max_workspace", "an int (bytes) or None"
+    _cpu._set_max_workspace(-1 if nbytes is None else as_int(nbytes, op, "nbytes", kind))
 
 
 def get_max_workspace():

@@ -41,10 +41,21 @@ def check_ndim(arr, ndim, op, name, layout):
         raise ValueError(f"{op}: {name} must be {ndim}-D {layout}, got shape {tuple(arr.shape)}")
 
 
-def _int(value, op, name):
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
+
+
+def as_int(value, op, name, kind="an int or a tuple of ints"):
+    """An integer argument as a Python int that fits the native layer's int64 (TypeError for
+    bools, floats and the like; ValueError past int64, which the binding could not even take)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{op}: {name} must be an int or a tuple of ints, got {value!r}")
+        raise TypeError(f"{op}: {name} must be {kind}, got {value!r}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"{op}: {name} must fit in int64, got {value!r}")
     return int(value)
+
+
+def _int(value, op, name):
+    return as_int(value, op, name)
 
 
 def pair(value, op, name):
@@ -64,6 +75,17 @@ def single(value, op, name):
             raise ValueError(f"{op}: {name} must be an int or a 1-tuple, got {value!r}")
         value = value[0]
     return _int(value, op, name)
+
+
+def shape4(shape, op, name):
+    """A 4-tuple of ints (N, C, H, W) given as a sequence; errors name the op and argument."""
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be a tuple (N, C, H, W), got {shape!r}") from None
+    if len(shape) != 4:
+        raise ValueError(f"{op}: {name} must be (N, C, H, W), got {shape!r}")
+    return tuple(as_int(v, op, name, "a tuple of ints") for v in shape)
 
 
 def padding4(padding, kernel_hw, stride_hw, dilation_hw, op):
@@ -116,7 +138,11 @@ def need_flags(need, allowed, op):
     """need=("x", "w", "b") -> a tuple of booleans in `allowed` order."""
     if isinstance(need, str):
         need = (need,)
-    need = tuple(need)
+    try:
+        need = tuple(need)
+    except TypeError:
+        raise TypeError(f"{op}: need must be a name or a tuple of names from {allowed}, "
+                        f"got {need!r}") from None
     unknown = [n for n in need if n not in allowed]
     if unknown:
         raise ValueError(f"{op}: need may contain only {allowed}, got {need!r}")

@@ -4,12 +4,10 @@ Arrays are NCHW float32/float64. Padding is symmetric (an int or (ph, pw)); max 
 with -inf, so padding never wins. Every function takes algo="auto" (the fast kernels) or
 algo="reference" (the simplest loops, which define the answer).
 """
-import numbers
-
 import numpy as np
 
 from . import _cpu
-from ._args import as_array, check_ndim, pair
+from ._args import as_array, as_int, check_ndim, pair
 
 __all__ = [
     "max_pool2d", "max_pool2d_backward",
@@ -60,7 +58,7 @@ def _indices(indices, op):
         raise TypeError(f"{op}: indices must be an int64 NumPy array, got {type(indices).__name__}")
     if indices.dtype != np.int64:
         raise TypeError(f"{op}: indices must be int64, got dtype {indices.dtype}")
-    return np.ascontiguousarray(indices)
+    return np.require(indices, requirements=["C_CONTIGUOUS", "ALIGNED"])  # as as_array does
 
 
 def _output_size(output_size, x, op):
@@ -71,10 +69,8 @@ def _output_size(output_size, x, op):
         sizes = [x.shape[2 + i] if v is None else v for i, v in enumerate(output_size)]
     else:
         sizes = [output_size, output_size]
-    for v in sizes:
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
-            raise TypeError(f"{op}: output_size must be an int or a pair of ints, got {output_size!r}")
-    return (int(sizes[0]), int(sizes[1]))
+    sizes = [as_int(v, op, "output_size", "an int or a pair of ints") for v in sizes]
+    return (sizes[0], sizes[1])
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -106,8 +102,7 @@ def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, dilation=1, 
 def _divisor(divisor_override, op):
     if divisor_override is None:
         return None
-    if isinstance(divisor_override, (bool, np.bool_)) or not isinstance(divisor_override, numbers.Integral):
-        raise TypeError(f"{op}: divisor_override must be an int or None, got {divisor_override!r}")
+    divisor_override = as_int(divisor_override, op, "divisor_override", "an int or None")
     if divisor_override <= 0:
         raise ValueError(f"{op}: divisor_override must be a positive int, got {divisor_override}")
     return int(divisor_override)

@@ -4,10 +4,9 @@ Arrays are NCHW (N, C, L for 1-D), float32 or float64; the output has the input'
 Every op has a backward that returns the gradients asked for in `need` (None for the others).
 Shapes are validated once in the native layer (csrc/common) and errors name the argument.
 """
-import numpy as np
-
 from . import _cpu
-from ._args import as_array, check_ndim, need_flags, padding1d, padding4, pair, single
+from ._args import (as_array, as_int, check_ndim, need_flags, padding1d, padding4, pair, shape4,
+                    single)
 from ._separable import *  # noqa: F401,F403  (depthwise, separable, sepconv2d_1d, rank1_factor)
 from ._separable import __all__ as _separable_all
 
@@ -34,9 +33,7 @@ def _conv_args(x, w, stride, padding, dilation, groups, op):
     stride = pair(stride, op, "stride")
     dilation = pair(dilation, op, "dilation")
     pad = padding4(padding, w.shape[2:], stride, dilation, op)
-    if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, (int, np.integer)):
-        raise TypeError(f"{op}: groups must be an int, got {groups!r}")
-    return x, w, stride, pad, dilation, int(groups)
+    return x, w, stride, pad, dilation, as_int(groups, op, "groups", "an int")
 
 
 def _check_algo(algo, op):
@@ -81,10 +78,11 @@ def _conv2d_backward(dy, x, w, stride, padding, dilation, groups, need, algo, op
 def select_algo(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
     """The algorithm conv2d(algo="auto") runs for these shapes ("direct", "im2col", ...)."""
     op = "select_algo"
+    x_shape, w_shape = shape4(x_shape, op, "x_shape"), shape4(w_shape, op, "w_shape")
     stride = pair(stride, op, "stride")
     dilation = pair(dilation, op, "dilation")
-    pad = padding4(padding, tuple(w_shape[2:]), stride, dilation, op)
-    return _cpu._select_algo(tuple(x_shape), tuple(w_shape), stride, pad, dilation, int(groups))
+    pad = padding4(padding, w_shape[2:], stride, dilation, op)
+    return _cpu._select_algo(x_shape, w_shape, stride, pad, dilation, as_int(groups, op, "groups", "an int"))
 
 
 # ---- conv1d: a conv2d over (N, C, 1, L) ------------------------------------------------------
@@ -135,9 +133,7 @@ def _transpose_args(x, w, stride, padding, output_padding, dilation, groups, op)
         raise ValueError(f"{op}: padding must be an int or a tuple, got {padding!r}")
     pad = padding4(padding, w.shape[2:], stride, dilation, op)
     out_pad = pair(output_padding, op, "output_padding")
-    if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, (int, np.integer)):
-        raise TypeError(f"{op}: groups must be an int, got {groups!r}")
-    return x, w, stride, pad, out_pad, dilation, int(groups)
+    return x, w, stride, pad, out_pad, dilation, as_int(groups, op, "groups", "an int")
 
 
 def conv_transpose2d(x, w, bias=None, stride=1, padding=0, output_padding=0, dilation=1, groups=1,
@@ -187,9 +183,7 @@ def col2im(col, input_shape, kh, kw, stride=1, padding=0, dilation=1):
     op = "col2im"
     col = as_array(col, op, "col")
     check_ndim(col, 2, op, "col", "(N*out_h*out_w, C*kh*kw)")
-    if len(tuple(input_shape)) != 4:
-        raise ValueError(f"{op}: input_shape must be (N, C, H, W), got {input_shape!r}")
-    shape = tuple(single(v, op, "input_shape") for v in input_shape)
+    shape = shape4(input_shape, op, "input_shape")
     kh, kw = single(kh, op, "kh"), single(kw, op, "kw")
     stride = pair(stride, op, "stride")
     dilation = pair(dilation, op, "dilation")

@@ -6,17 +6,28 @@
 prints one line per epoch (time, loss, train and test accuracy) and writes into --out:
 params.npz (the trained parameters, loadable with net.load_params), metrics.json (every
 number printed, plus the configuration) and loss.png (when matplotlib is installed).
+
+Ctrl-C finishes the current step, writes --out/checkpoint.npz (also written after every epoch
+and every --checkpoint-every steps) and stops; a second Ctrl-C stops at once. Continue with
+
+    python -m convcore.train --resume runs/deepconvnet-fashion/checkpoint.npz
+
+which gives the same parameters as a run that was never interrupted.
 """
 import argparse
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
 
 from . import optim
+from .checkpoint import load_checkpoint, read_checkpoint_config, save_checkpoint
 
 __all__ = ["Trainer", "main"]
 
@@ -66,12 +77,20 @@ class Trainer:
     measured at the end of each epoch; the recorded loss is the one computed by `gradient`
     (before the update) rather than a second forward pass after it.
     Extras: out_dir (save params.npz, metrics.json, loss.png there at the end), seed, stream.
+
+    Checkpoints (checkpoint=path, an .npz file; see convcore.checkpoint): written after every
+    epoch, every `checkpoint_every` steps, and on Ctrl-C, which lets the current step finish,
+    saves, and raises KeyboardInterrupt (a second Ctrl-C raises at once, without saving). If the
+    file exists when train() starts, training resumes from it and ends with exactly the
+    parameters of a run that was never interrupted (same thread count and data).
+    `checkpoint_config` is saved alongside (the command line's settings).
     """
 
     def __init__(self, network, x_train, t_train, x_test, t_test, epochs=20,
                  mini_batch_size=100, optimizer='SGD', optimizer_param={'lr': 0.01},
                  evaluate_sample_num_per_epoch=None, verbose=True, *,
-                 out_dir=None, seed=None, stream=None):
+                 out_dir=None, seed=None, stream=None,
+                 checkpoint=None, checkpoint_every=None, checkpoint_config=None):
         self.network = network
         self.verbose = verbose
         self.x_train, self.t_train = x_train, t_train
@@ -97,6 +116,10 @@ class Trainer:
         self.rng = np.random.default_rng(seed)
         self.stream = stream if stream is not None else sys.stdout
         self._order = None
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_config = checkpoint_config
+        self._stop_requested = False
 
     def _log(self, text):
         if self.verbose:
@@ -129,25 +152,12 @@ class Trainer:
         return self.network.accuracy(x_tr, t_tr), self.network.accuracy(x_te, t_te)
 
     def train(self):
+        if self.checkpoint is not None and os.path.exists(self.checkpoint):
+            self.load_checkpoint(self.checkpoint)
         start = time.perf_counter()
-        for _ in range(self.epochs):
-            self.current_epoch += 1
-            bar = _Progress(self.iter_per_epoch, self.stream) if self.verbose else None
-            tic = time.perf_counter()
-            losses = []
-            for step in range(self.iter_per_epoch):
-                losses.append(self.train_step())
-                if bar:
-                    bar.update(step + 1, f"loss {losses[-1]:.4f}")
-            epoch_time = time.perf_counter() - tic
-            train_acc, test_acc = self.evaluate()
-            self.epoch_time_list.append(epoch_time)
-            self.train_acc_list.append(train_acc)
-            self.test_acc_list.append(test_acc)
-            self._log(f"epoch {self.current_epoch:3d}/{self.epochs}  "
-                      f"time {epoch_time:7.1f} s ({1000 * epoch_time / self.iter_per_epoch:.1f} "
-                      f"ms/step)  loss {np.mean(losses):.4f}  train acc {train_acc:.4f}  "
-                      f"test acc {test_acc:.4f}")
+        with self._ctrl_c_finishes_the_step():
+            while len(self.test_acc_list) < self.epochs:
+                self._train_epoch()
         self.final_test_acc = self.network.accuracy(self.x_test, self.t_test)
         self.total_time = time.perf_counter() - start
         self._log(f"=============== final test accuracy {self.final_test_acc:.4f} "
@@ -155,6 +165,80 @@ class Trainer:
         if self.out_dir is not None:
             self.save(self.out_dir)
         return self.final_test_acc
+
+    def _train_epoch(self):
+        """The rest of the current epoch (all of it unless resumed mid-epoch), then its evaluation."""
+        self.current_epoch = len(self.test_acc_list) + 1
+        first = self.current_iter - (self.current_epoch - 1) * self.iter_per_epoch
+        bar = _Progress(self.iter_per_epoch, self.stream) if self.verbose else None
+        tic = time.perf_counter()
+        for step in range(first, self.iter_per_epoch):
+            loss = self.train_step()
+            if bar:
+                bar.update(step + 1, f"loss {loss:.4f}")
+            if self.checkpoint_every and self.current_iter % self.checkpoint_every == 0:
+                self.save_checkpoint()
+            self._stop_if_requested()
+        epoch_time = time.perf_counter() - tic
+        train_acc, test_acc = self.evaluate()
+        self.epoch_time_list.append(epoch_time)
+        self.train_acc_list.append(train_acc)
+        self.test_acc_list.append(test_acc)
+        steps = self.iter_per_epoch - first
+        self._log(f"epoch {self.current_epoch:3d}/{self.epochs}  "
+                  f"time {epoch_time:7.1f} s ({1000 * epoch_time / max(steps, 1):.1f} "
+                  f"ms/step)  loss {np.mean(self.train_loss_list[-self.iter_per_epoch:]):.4f}  "
+                  f"train acc {train_acc:.4f}  test acc {test_acc:.4f}")
+        self.save_checkpoint()
+        self._stop_if_requested()
+
+    # ---- checkpoints and Ctrl-C ----------------------------------------------------------------
+
+    def save_checkpoint(self, path=None):
+        """Writes the whole training state to `path` (default: the `checkpoint` given)."""
+        path = path or self.checkpoint
+        if path is not None:
+            save_checkpoint(path, self, self.checkpoint_config)
+
+    def load_checkpoint(self, path):
+        """Continues from a checkpoint: parameters, optimizer state, position, random states and
+        records. Returns the configuration saved with it."""
+        config = load_checkpoint(path, self)
+        self._log(f"resuming from {path}: {len(self.test_acc_list)} epochs and "
+                  f"{self.current_iter} steps done")
+        return config
+
+    @contextlib.contextmanager
+    def _ctrl_c_finishes_the_step(self):
+        """While training, the first Ctrl-C only asks to stop at the next step boundary, where
+        the state is consistent (an optimizer update cut in half would leave it torn); a native
+        call it lands in is run again from the start. Installed only over Python's default
+        handler and on the main thread (the only one that receives signals)."""
+        if (threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+            yield
+            return
+
+        def on_sigint(signum, frame):
+            if self._stop_requested:  # the second Ctrl-C: stop now, the last checkpoint stands
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            self._log("\nCtrl-C: stopping after this step (again to stop at once)")
+
+        self._stop_requested = False
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _stop_if_requested(self):
+        if self._stop_requested:
+            self._stop_requested = False
+            self.save_checkpoint()
+            if self.checkpoint is not None:
+                self._log(f"saved checkpoint {self.checkpoint} after {self.current_iter} steps")
+            raise KeyboardInterrupt
 
     def save(self, out_dir, config=None):
         """params.npz, metrics.json and (with matplotlib) loss.png into out_dir."""
@@ -237,11 +321,36 @@ def _parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output directory (default runs/MODEL-DATA)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--checkpoint", default=None,
+                   help="checkpoint file, written each epoch, every --checkpoint-every steps and "
+                        "on Ctrl-C (default OUT/checkpoint.npz)")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="also write the checkpoint every N steps")
+    p.add_argument("--resume", default=None, metavar="PATH",
+                   help="continue the run saved in checkpoint PATH with its settings (options "
+                        "given here, such as --epochs, override them)")
     return p
 
 
+def _parse(argv):
+    """The arguments; with --resume, the checkpoint's saved settings under the options given."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.resume is None:
+        return args
+    given = _parser()
+    for action in given._actions:  # parse again without defaults: what the user typed
+        action.default = argparse.SUPPRESS
+    typed = vars(given.parse_args(argv))
+    merged = {**vars(args), **read_checkpoint_config(args.resume), **typed}
+    merged.setdefault("checkpoint", None)
+    if "checkpoint" not in typed:
+        merged["checkpoint"] = args.resume  # keep writing where we resumed from
+    return argparse.Namespace(**merged)
+
+
 def main(argv=None):
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     import convcore
     from .models import build_model
 
@@ -265,11 +374,20 @@ def main(argv=None):
               f"{args.optimizer} {opt_param or '(default lr)'}, batch {args.batch_size}, "
               f"{convcore.get_num_threads()} threads, isa "
               f"{convcore.backends()['cpu'].get('isa', '?')}", flush=True)
+    settings = {k: v for k, v in vars(args).items() if k != "resume"}
+    settings["out"] = out
     trainer = Trainer(net, x_train, t_train, x_test, t_test, epochs=args.epochs,
                       mini_batch_size=args.batch_size, optimizer=args.optimizer,
                       optimizer_param=opt_param,
                       evaluate_sample_num_per_epoch=args.eval_samples, verbose=verbose,
-                      seed=args.seed)
+                      seed=args.seed,
+                      checkpoint=args.checkpoint or os.path.join(out, "checkpoint.npz"),
+                      checkpoint_every=args.checkpoint_every, checkpoint_config=settings)
+    if args.resume is None and os.path.exists(trainer.checkpoint):
+        # without --resume a run starts afresh (the Trainer would continue from the file)
+        os.remove(trainer.checkpoint)
+        if verbose:
+            print(f"removed the previous run's {trainer.checkpoint} (--resume continues one)")
     trainer.train()
     trainer.save(out, config={"model": args.model, "data": args.data, "dtype": args.dtype,
                               "lr": args.lr, "limit": args.limit, "seed": args.seed,
@@ -279,4 +397,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)  # the shell's code for a SIGINT
