@@ -21,6 +21,10 @@ from ._pooling import *  # noqa: E402,F401,F403  (the pooling family, re-exporte
 from ._pooling import __all__ as _pooling_all  # noqa: E402
 __all__ += _pooling_all
 
+from ._local import *  # noqa: E402,F401,F403  (locally connected and tiled convolution)
+from ._local import __all__ as _local_all  # noqa: E402
+__all__ += _local_all
+
 
 def _conv_args(x, w, stride, padding, dilation, groups, op):
     x = as_array(x, op, "x")
