@@ -8,6 +8,7 @@ See README.md for the tour and ARCHITECTURE.md for how a call reaches a kernel.
 from . import _cpu
 from . import functional
 from . import data, init, layers, models, optim  # book-style layers, networks, training
+from ._summary import summary  # per-layer shapes, parameters, multiply-adds, memory, receptive field
 
 __version__ = "0.1.0"
 
@@ -44,4 +45,4 @@ def backends():
 
 
 __all__ = ["functional", "layers", "models", "optim", "init", "data", "set_num_threads",
-           "get_num_threads", "set_max_workspace", "get_max_workspace", "backends", "__version__"]
+           "get_num_threads", "set_max_workspace", "get_max_workspace", "backends", "summary", "__version__"]
