@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "common/errors.h"
 #include "cpu/gemm/gemm.h"
@@ -63,8 +64,13 @@ void kernel_tile(const double* g, double* u) {
       u[i * A + j] = t[i][0] * Mx::G[j][0] + t[i][1] * Mx::G[j][1] + t[i][2] * Mx::G[j][2];
 }
 
-// Tiles transformed at once: V and M of one chunk hold alpha^2 * (C + K) * tiles elements.
-constexpr int64_t kChunkElems = int64_t(8) << 20;
+// Tiles transformed at once: V and M of one chunk hold alpha^2 * (C + K) * tiles elements. The
+// output transform gathers each tile from alpha^2 places of M (and the input transform scatters to
+// alpha^2 places of V): more streams than hardware prefetchers follow, so a chunk must stay in
+// cache (about kChunkBytes) or every gather waits on memory. But each chunk re-packs the
+// transformed kernels U (K x C per point) in the GEMM, so a chunk has at least kMinChunk tiles.
+constexpr int64_t kChunkBytes = int64_t(1) << 20;
+constexpr int64_t kMinChunk = 64;
 // Tiles per transform step: the transforms run on kLanes tiles side by side, so the innermost
 // loops are over lanes and vectorize (the per-tile loops are too short and full of 0/1 terms).
 constexpr int kLanes = 8;
@@ -84,23 +90,30 @@ struct LanesOf<double> {
 template <typename T>
 using Lanes = typename LanesOf<T>::type;
 
-// v = B^T d B on kLanes tiles at once; the 0 entries of B^T are skipped at compile time.
+// v = B^T d B on kLanes tiles at once. The loops are unrolled completely so every coefficient
+// is a compile-time constant: the 0 entries vanish and nothing is converted at run time.
 template <int M, typename T>
 inline void input_tiles(const Lanes<T> (&d)[Matrices<M>::alpha][Matrices<M>::alpha],
                         Lanes<T> (&v)[Matrices<M>::alpha][Matrices<M>::alpha]) {
   using Mx = Matrices<M>;
   constexpr int A = Mx::alpha;
   Lanes<T> t[A][A];
+#pragma GCC unroll 8
   for (int i = 0; i < A; ++i)
+#pragma GCC unroll 8
     for (int j = 0; j < A; ++j) {
       Lanes<T> s = {};
+#pragma GCC unroll 8
       for (int l = 0; l < A; ++l)
         if (Mx::BT[i][l] != 0) s += T(Mx::BT[i][l]) * d[l][j];
       t[i][j] = s;
     }
+#pragma GCC unroll 8
   for (int i = 0; i < A; ++i)
+#pragma GCC unroll 8
     for (int j = 0; j < A; ++j) {
       Lanes<T> s = {};
+#pragma GCC unroll 8
       for (int l = 0; l < A; ++l)
         if (Mx::BT[j][l] != 0) s += t[i][l] * T(Mx::BT[j][l]);
       v[i][j] = s;
@@ -114,29 +127,40 @@ inline void output_tiles(const Lanes<T> (&m)[Matrices<M>::alpha][Matrices<M>::al
   using Mx = Matrices<M>;
   constexpr int A = Mx::alpha;
   Lanes<T> t[M][A];
+#pragma GCC unroll 8
   for (int i = 0; i < M; ++i)
+#pragma GCC unroll 8
     for (int j = 0; j < A; ++j) {
       Lanes<T> s = {};
+#pragma GCC unroll 8
       for (int l = 0; l < A; ++l)
         if (Mx::AT[i][l] != 0) s += T(Mx::AT[i][l]) * m[l][j];
       t[i][j] = s;
     }
+#pragma GCC unroll 8
   for (int i = 0; i < M; ++i)
+#pragma GCC unroll 8
     for (int j = 0; j < M; ++j) {
       Lanes<T> s = {};
+#pragma GCC unroll 8
       for (int l = 0; l < A; ++l)
         if (Mx::AT[j][l] != 0) s += t[i][l] * T(Mx::AT[j][l]);
       y[i][j] = s;
     }
 }
 
+// Where a tile's output block starts.
+struct TileOrigin {
+  int64_t n, oy, ox;
+};
+
 template <int M, typename T>
 void forward(const ConvParams& p, const T* x, const T* w, const T* bias, T* y) {
   constexpr int A = Matrices<M>::alpha, E = A * A;
   const int64_t tiles_h = (p.out_h + M - 1) / M, tiles_w = (p.out_w + M - 1) / M;
   const int64_t tiles_per_image = tiles_h * tiles_w, total = p.n * tiles_per_image;
-  const int64_t chunk = std::max<int64_t>(
-      1, std::min<int64_t>(total, kChunkElems / (E * (p.c + p.k))));
+  const int64_t chunk = std::min<int64_t>(
+      total, std::max<int64_t>(kMinChunk, kChunkBytes / (E * (p.c + p.k) * int64_t(sizeof(T)))));
 
   // U[e][k][c]: every kernel transformed once, in double
   std::unique_ptr<T[]> u(new T[size_t(E * p.k * p.c)]);
@@ -149,41 +173,59 @@ void forward(const ConvParams& p, const T* x, const T* w, const T* bias, T* y) {
   }
 
   std::unique_ptr<T[]> v(new T[size_t(E * p.c * chunk)]), mm(new T[size_t(E * p.k * chunk)]);
+  // (image, tile row, tile column) of every tile of a chunk, counted up once per chunk: the
+  // transform loops run per channel and must not divide per tile
+  std::vector<TileOrigin> origin(static_cast<size_t>(chunk));
   for (int64_t t0 = 0; t0 < total; t0 += chunk) {
     const int64_t count = std::min(chunk, total - t0), blocks = (count + kLanes - 1) / kLanes;
+    {
+      TileOrigin o{t0 / tiles_per_image, (t0 % tiles_per_image) / tiles_w * M,
+                   (t0 % tiles_w) * M};
+      for (int64_t i = 0; i < count; ++i) {
+        origin[size_t(i)] = o;
+        if ((o.ox += M) >= tiles_w * M) {
+          o.ox = 0;
+          if ((o.oy += M) >= tiles_h * M) { o.oy = 0; ++o.n; }
+        }
+      }
+    }
     // input tiles -> V[e][c][i]
 #pragma omp parallel for collapse(2) schedule(static) num_threads(num_threads())
     for (int64_t c = 0; c < p.c; ++c)
       for (int64_t blk = 0; blk < blocks; ++blk) {
+        // gathered as plain scalars (lane q of element (a, b) at dd[a][b][q]) and then loaded
+        // as whole vectors: inserting scalars into vector lanes one by one is several times slower
+        T dd[A][A][kLanes];
         Lanes<T> d[A][A], tv[A][A];
         const int64_t i0 = blk * kLanes, lanes = std::min<int64_t>(kLanes, count - i0);
         for (int q = 0; q < kLanes; ++q) {
           if (q >= lanes) {  // past the chunk: zeros, never stored
             for (int a = 0; a < A; ++a)
-              for (int b = 0; b < A; ++b) d[a][b][q] = T(0);
+              for (int b = 0; b < A; ++b) dd[a][b][q] = T(0);
             continue;
           }
-          const int64_t tile = t0 + i0 + q, n = tile / tiles_per_image, r = tile % tiles_per_image;
-          const int64_t y0 = (r / tiles_w) * M - p.pad_top, x0 = (r % tiles_w) * M - p.pad_left;
-          const T* plane = x + (n * p.c + c) * p.h * p.w;
+          const TileOrigin& o = origin[size_t(i0 + q)];
+          const int64_t y0 = o.oy - p.pad_top, x0 = o.ox - p.pad_left;
+          const T* plane = x + (o.n * p.c + c) * p.h * p.w;
           const bool inside = y0 >= 0 && x0 >= 0 && y0 + A <= p.h && x0 + A <= p.w;
           for (int a = 0; a < A; ++a) {
             const int64_t iy = y0 + a;
             if (iy < 0 || iy >= p.h) {
-              for (int b = 0; b < A; ++b) d[a][b][q] = T(0);
+              for (int b = 0; b < A; ++b) dd[a][b][q] = T(0);
               continue;
             }
             const T* row = plane + iy * p.w;
             if (inside) {
-              for (int b = 0; b < A; ++b) d[a][b][q] = row[x0 + b];
+              for (int b = 0; b < A; ++b) dd[a][b][q] = row[x0 + b];
               continue;
             }
             for (int b = 0; b < A; ++b) {
               const int64_t ix = x0 + b;
-              d[a][b][q] = (ix >= 0 && ix < p.w) ? row[ix] : T(0);
+              dd[a][b][q] = (ix >= 0 && ix < p.w) ? row[ix] : T(0);
             }
           }
         }
+        std::memcpy(&d[0][0], &dd[0][0][0], sizeof(d));
         input_tiles<M, T>(d, tv);
         for (int e = 0; e < E; ++e) {
           T* dst = v.get() + (e * p.c + c) * count + i0;
@@ -208,14 +250,16 @@ void forward(const ConvParams& p, const T* x, const T* w, const T* bias, T* y) {
           else for (int q = 0; q < kLanes; ++q) m[e / A][e % A][q] = q < lanes ? src[q] : T(0);
         }
         output_tiles<M, T>(m, out);
+        T res[M][M][kLanes];
+        std::memcpy(&res[0][0][0], &out[0][0], sizeof(res));
         const T b = bias ? bias[k] : T(0);
         for (int q = 0; q < lanes; ++q) {
-          const int64_t tile = t0 + i0 + q, n = tile / tiles_per_image, r = tile % tiles_per_image;
-          const int64_t oy0 = (r / tiles_w) * M, ox0 = (r % tiles_w) * M;
-          T* plane = y + (n * p.k + k) * p.out_h * p.out_w;
+          const TileOrigin& o = origin[size_t(i0 + q)];
+          const int64_t oy0 = o.oy, ox0 = o.ox;
+          T* plane = y + (o.n * p.k + k) * p.out_h * p.out_w;
           for (int a = 0; a < M && oy0 + a < p.out_h; ++a)
             for (int c2 = 0; c2 < M && ox0 + c2 < p.out_w; ++c2)
-              plane[(oy0 + a) * p.out_w + ox0 + c2] = out[a][c2][q] + b;
+              plane[(oy0 + a) * p.out_w + ox0 + c2] = res[a][c2][q] + b;
         }
       }
   }
