@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <limits>
 #include <mutex>
@@ -55,6 +56,12 @@ int64_t conv_workspace_bytes(ConvAlgo algo, const ConvParams& p, int64_t elem_by
     }
   } else if (algo == ConvAlgo::Depthwise) {
     elems = t * double(p.h + p.pad_top + p.pad_bottom) * double(p.w + p.pad_left + p.pad_right);
+  } else if (algo == ConvAlgo::WinogradF2 || algo == ConvAlgo::WinogradF4) {
+    // transformed kernels, plus one chunk (at most 8M elements) of transformed tiles
+    const double m = algo == ConvAlgo::WinogradF2 ? 2 : 4, points = (m + 2) * (m + 2);
+    const double tiles = double(p.n) * std::ceil(double(p.out_h) / m) * std::ceil(double(p.out_w) / m);
+    elems = points * double(p.k) * double(p.c) +
+            std::min(points * double(p.c + p.k) * tiles, std::max(8.0 * (1 << 20), points * double(p.c + p.k)));
   }
   const double bytes = elems * double(elem_bytes);
   return bytes >= 9.0e18 ? kUnlimited : static_cast<int64_t>(bytes);
@@ -73,6 +80,13 @@ ConvAlgo select_conv_algo(const ConvParams& p, int64_t elem_bytes, int threads) 
   return ConvAlgo::Im2col;
 }
 
+// float32: F(2x2,3x3), whose error matches im2col's (about 6e-7 at C=512); F(4x4,3x3)'s larger
+// transform constants make it 10-30x larger (1.3e-5 at C=256), over the 1e-5 float32 bound of the
+// tests. float64: F(4x4,3x3), at most 3.5e-14. Figures: bench/RESULTS.md, "Winograd" error table.
+ConvAlgo winograd_default_tile(int64_t elem_bytes) {
+  return elem_bytes == 4 ? ConvAlgo::WinogradF2 : ConvAlgo::WinogradF4;
+}
+
 ConvAlgo parse_conv_algo(const std::string& name, const ConvParams& p, const std::string& op,
                          int64_t elem_bytes, int threads) {
   if (name == "auto") return select_conv_algo(p, elem_bytes, threads);
@@ -83,6 +97,16 @@ ConvAlgo parse_conv_algo(const std::string& name, const ConvParams& p, const std
                                        " bytes of workspace, over the CONVCORE_MAX_WORKSPACE limit of ",
                                        max_workspace_bytes(), " bytes; use algo='direct' or 'auto'"));
     return ConvAlgo::Im2col;
+  }
+  if (name == "winograd" || name == "winograd_2x2" || name == "winograd_4x4") {
+    CC_CHECK_VALUE(p.kh == 3 && p.kw == 3 && p.stride_h == 1 && p.stride_w == 1 && p.dil_h == 1 &&
+                       p.dil_w == 1 && p.groups == 1,
+                   op, ": algo='", name, "' needs a 3x3 kernel, stride 1, dilation 1 and groups 1, got ",
+                   p.describe());
+    // "winograd": the tile bench/RESULTS.md ("Winograd") documents for the dtype
+    if (name == "winograd_2x2") return ConvAlgo::WinogradF2;
+    if (name == "winograd_4x4") return ConvAlgo::WinogradF4;
+    return winograd_default_tile(elem_bytes);
   }
   if (name == "reference") return ConvAlgo::Reference;
   if (name == "direct") return ConvAlgo::Direct;
@@ -102,6 +126,8 @@ const char* conv_algo_name(ConvAlgo algo) {
     case ConvAlgo::Direct: return "direct";
     case ConvAlgo::Im2col: return "im2col";
     case ConvAlgo::Depthwise: return "depthwise";
+    case ConvAlgo::WinogradF2: return "winograd_2x2";
+    case ConvAlgo::WinogradF4: return "winograd_4x4";
   }
   return "?";
 }

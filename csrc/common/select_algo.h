@@ -12,6 +12,8 @@ enum class ConvAlgo {
   Direct,     // csrc/cpu/conv_direct.cpp: no workspace
   Im2col,     // csrc/cpu/conv_im2col.cpp: im2col + GEMM (1x1 convs skip the im2col)
   Depthwise,  // csrc/cpu/depthwise.cpp: groups == C, one input channel per group
+  WinogradF2, // csrc/cpu/conv_winograd.cpp: F(2x2,3x3), 3x3 stride-1 forward (backward: im2col)
+  WinogradF4, // csrc/cpu/conv_winograd.cpp: F(4x4,3x3), same domain, larger tile
 };
 
 // elem_bytes: 4 (float32) or 8 (float64); threads: the thread count the kernels will use.
@@ -30,5 +32,7 @@ int64_t conv_workspace_bytes(ConvAlgo algo, const ConvParams& p, int64_t elem_by
 int64_t max_workspace_bytes();
 void set_max_workspace_bytes(int64_t bytes);
 const char* conv_algo_name(ConvAlgo algo);
+// The Winograd tile algo="winograd" runs for this element size.
+ConvAlgo winograd_default_tile(int64_t elem_bytes);
 
 }  // namespace convcore

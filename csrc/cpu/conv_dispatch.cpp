@@ -3,6 +3,7 @@
 
 #include "common/errors.h"
 #include "cpu/conv.h"
+#include "cpu/conv_winograd.h"
 #include "cpu/parallel.h"
 #include "ref/ref.h"
 
@@ -15,6 +16,8 @@ void conv2d_forward(ConvAlgo algo, const ConvParams& p, const T* x, const T* w, 
     case ConvAlgo::Direct: return conv2d_forward_direct(p, x, w, bias, y);
     case ConvAlgo::Im2col: return conv2d_forward_im2col(p, x, w, bias, y);
     case ConvAlgo::Depthwise: CC_ASSERT(p.is_depthwise()); return depthwise_forward(p, x, w, bias, y);
+    case ConvAlgo::WinogradF2: return conv2d_forward_winograd(2, p, x, w, bias, y);
+    case ConvAlgo::WinogradF4: return conv2d_forward_winograd(4, p, x, w, bias, y);
   }
 }
 
@@ -25,6 +28,9 @@ void conv2d_backward_input(ConvAlgo algo, const ConvParams& p, const T* dy, cons
     case ConvAlgo::Direct: return conv2d_backward_input_direct(p, dy, w, dx);
     case ConvAlgo::Im2col: return conv2d_backward_input_im2col(p, dy, w, dx);
     case ConvAlgo::Depthwise: CC_ASSERT(p.is_depthwise()); return depthwise_backward_input(p, dy, w, dx);
+    // Winograd is a forward algorithm; its gradients run im2col+GEMM
+    case ConvAlgo::WinogradF2:
+    case ConvAlgo::WinogradF4: return conv2d_backward_input_im2col(p, dy, w, dx);
   }
 }
 
@@ -35,6 +41,8 @@ void conv2d_backward_weight(ConvAlgo algo, const ConvParams& p, const T* dy, con
     case ConvAlgo::Direct: return conv2d_backward_weight_direct(p, dy, x, dw);
     case ConvAlgo::Im2col: return conv2d_backward_weight_im2col(p, dy, x, dw);
     case ConvAlgo::Depthwise: CC_ASSERT(p.is_depthwise()); return depthwise_backward_weight(p, dy, x, dw);
+    case ConvAlgo::WinogradF2:
+    case ConvAlgo::WinogradF4: return conv2d_backward_weight_im2col(p, dy, x, dw);
   }
 }
 

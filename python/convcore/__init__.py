@@ -9,6 +9,7 @@ from . import _cpu
 from . import functional
 from ._args import as_int
 from . import data, init, layers, models, optim  # book-style layers, networks, training
+from ._summary import summary  # per-layer shapes, parameters, multiply-adds, memory, receptive field
 
 __version__ = "0.1.0"
 
@@ -49,4 +50,4 @@ def backends():
 
 
 __all__ = ["functional", "layers", "models", "optim", "init", "data", "set_num_threads",
-           "get_num_threads", "set_max_workspace", "get_max_workspace", "backends", "__version__"]
+           "get_num_threads", "set_max_workspace", "get_max_workspace", "backends", "summary", "__version__"]

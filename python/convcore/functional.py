@@ -24,6 +24,10 @@ from ._dense import *  # noqa: E402,F401,F403  (relu, relu_backward, matmul for 
 from ._dense import __all__ as _dense_all  # noqa: E402
 __all__ += _dense_all
 
+from ._local import *  # noqa: E402,F401,F403  (locally connected and tiled convolution)
+from ._local import __all__ as _local_all  # noqa: E402
+__all__ += _local_all
+
 
 def _conv_args(x, w, stride, padding, dilation, groups, op):
     x = as_array(x, op, "x")

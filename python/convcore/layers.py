@@ -23,7 +23,7 @@ from . import functional as F
 __all__ = [
     "Convolution", "Pooling", "Relu", "Sigmoid", "Affine", "Dropout", "BatchNormalization",
     "SoftmaxWithLoss", "DepthwiseConv", "SeparableConv", "Conv1D", "ConvTranspose",
-    "GlobalAvgPool", "Add", "Sequential", "ResidualBlock", "softmax", "cross_entropy_error",
+    "GlobalAvgPool", "LocallyConnected", "TiledConv", "Add", "Sequential", "ResidualBlock", "softmax", "cross_entropy_error",
     "param_slots",
 ]
 
@@ -233,6 +233,50 @@ class ConvTranspose(Layer):
         self.dW = dW.astype(self.W.dtype, copy=False)
         self.db = db.astype(self.b.dtype, copy=False)
         return dx
+
+
+class _LocalLayer(Layer):
+    """Shared body of LocallyConnected and TiledConv (one kernel per tile class of outputs)."""
+    params = ("W", "b")
+    _forward_fn = None
+    _backward_fn = None
+
+    def __init__(self, W, b, stride=1, pad=0):
+        self.W = W
+        self.b = b
+        self.stride = stride
+        self.pad = pad
+        self.x = None
+        self.dW = self.db = None
+
+    def forward(self, x):
+        self.x = x
+        dtype = _float_dtype(x, self.W, self.b)
+        return type(self)._forward_fn(_as(x, dtype), _as(self.W, dtype), _as(self.b, dtype),
+                                      stride=self.stride, padding=self.pad)
+
+    def backward(self, dout):
+        dtype = _float_dtype(dout, self.x, self.W)
+        dx, dW, db = type(self)._backward_fn(_as(dout, dtype), _as(self.x, dtype),
+                                             _as(self.W, dtype), stride=self.stride,
+                                             padding=self.pad)
+        self.dW = dW.astype(self.W.dtype, copy=False)
+        self.db = db.astype(self.b.dtype, copy=False)
+        return dx
+
+
+class LocallyConnected(_LocalLayer):
+    """Unshared convolution (Goodfellow et al. 9.5): W (out_h, out_w, FN, C, FH, FW), a kernel
+    per output position; b (out_h, out_w, FN)."""
+    _forward_fn = staticmethod(F.locally_connected2d)
+    _backward_fn = staticmethod(F.locally_connected2d_backward)
+
+
+class TiledConv(_LocalLayer):
+    """Tiled convolution: W (t_h, t_w, FN, C, FH, FW) cycled over the output positions
+    (output (oy, ox) uses W[oy % t_h, ox % t_w]); b (t_h, t_w, FN)."""
+    _forward_fn = staticmethod(F.tiled_conv2d)
+    _backward_fn = staticmethod(F.tiled_conv2d_backward)
 
 
 # ---- pooling -----------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ def parse_args(argv):
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch columns")
     p.add_argument("--no-numpy", action="store_true", help="skip the NumPy im2col baseline")
     p.add_argument("--list", action="store_true", help="list the selected rows and exit")
+    p.add_argument("--claims", action="store_true",
+                   help="instead of the suite: textbook cost claims, analytic vs measured ratios")
     p.add_argument("--verbose", action="store_true", help="print tracebacks of failing columns")
     args = p.parse_args(argv)
     if args.reps < 0:
@@ -64,6 +66,11 @@ def make_settings(args):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.claims:
+        from .claims import run_claims
+        threads = args.threads or os.cpu_count() or 1
+        run_claims(reps=args.reps or (3 if args.quick else 7), threads=threads)
+        return 0
     suite = args.suite or ("quick" if args.quick else "default")
     rows = select_rows(suite, args.rows)
     if args.list:

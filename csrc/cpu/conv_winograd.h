@@ -1,0 +1,30 @@
+// Winograd minimal filtering for 3x3, stride-1, undilated, ungrouped conv2d forward
+// (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
+//   Y = A^T [ (G g G^T) (.) (B^T d B) ] A
+// F(2x2,3x3) turns 36 multiplies per 2x2 output tile into 16; F(4x4,3x3) 144 into 36, at the
+// price of larger transform constants (and so larger rounding error; bench/RESULTS.md measures it).
+#pragma once
+#include <cstdint>
+
+#include "common/conv_params.h"
+
+namespace convcore::cpu {
+
+// True when the Winograd kernels can compute p (3x3, stride 1, dilation 1, groups 1).
+bool winograd_applies(const ConvParams& p);
+
+// tile_m: 2 for F(2x2,3x3), 4 for F(4x4,3x3). Forward only.
+template <typename T>
+void conv2d_forward_winograd(int tile_m, const ConvParams& p, const T* x, const T* w, const T* bias,
+                             T* y);
+
+// The transforms of one tile in float64, as the kernel runs them (for the tests):
+//   kernel: g (3x3) -> G g G^T (alpha x alpha); input: d (alpha x alpha) -> B^T d B;
+//   output: M (alpha x alpha) -> A^T M A (m x m). alpha = tile_m + 2.
+void winograd_kernel_tile(int tile_m, const double* g, double* u);
+void winograd_input_tile(int tile_m, const double* d, double* v);
+void winograd_output_tile(int tile_m, const double* m, double* y);
+// The matrices themselves, row-major: BT (alpha x alpha), G (alpha x 3), AT (tile_m x alpha).
+void winograd_matrices(int tile_m, double* bt, double* g, double* at);
+
+}  // namespace convcore::cpu

@@ -1,0 +1,17 @@
+// Locally connected (unshared) and tiled convolution on the CPU (cpu/locally_connected.cpp);
+// same contract as ref/local.h: w (tile_h, tile_w, K, C, kh, kw), bias/db (tile_h, tile_w, K).
+#pragma once
+#include "common/local_params.h"
+
+namespace convcore::cpu {
+
+template <typename T>
+void local_forward(const LocalParams& lp, const T* x, const T* w, const T* bias, T* y);
+template <typename T>
+void local_backward_input(const LocalParams& lp, const T* dy, const T* w, T* dx);
+template <typename T>
+void local_backward_weight(const LocalParams& lp, const T* dy, const T* x, T* dw);
+template <typename T>
+void local_backward_bias(const LocalParams& lp, const T* dy, T* db);
+
+}  // namespace convcore::cpu

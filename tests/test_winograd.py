@@ -1,0 +1,119 @@
+"""Winograd F(2x2,3x3) and F(4x4,3x3) conv2d forward (algo="winograd*"): the transforms one
+tile at a time against NumPy products, the identity they must satisfy (exact correlation in
+float64), and whole convolutions against the float64 reference within the error bounds measured
+in bench/RESULTS.md ("Winograd")."""
+import numpy as np
+import pytest
+
+import convcore.functional as F
+from convcore import _cpu
+
+from cases import randn
+from reference import assert_close, conv2d as ref_conv2d, rel_error
+
+TILES = {"winograd_2x2": 2, "winograd_4x4": 4}
+# float32 bounds: the largest error measured on random data up to C=512 (bench/RESULTS.md),
+# with headroom; float64 the same error scaled by 2^-29.
+TOL32 = {"winograd_2x2": 2e-6, "winograd_4x4": 5e-5}
+TOL32["winograd"] = TOL32["winograd_2x2"]   # algo="winograd" runs F(2x2,3x3) in float32
+TOL64 = 1e-12
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_matrices_compute_correlation_exactly(rng, m):
+    """A^T [(G g) * (B^T d)] is the 1-D valid correlation of d (m+2) with g (3), and the 2-D
+    nesting the 2-D one: the defining identity of F(m, 3)."""
+    bt, g_mat, at = _cpu._winograd_matrices(m)
+    alpha = m + 2
+    assert bt.shape == (alpha, alpha) and g_mat.shape == (alpha, 3) and at.shape == (m, alpha)
+    d1, g1 = rng.standard_normal(alpha), rng.standard_normal(3)
+    np.testing.assert_allclose(at @ ((g_mat @ g1) * (bt @ d1)),
+                               [d1[i:i + 3] @ g1 for i in range(m)], rtol=0, atol=1e-13)
+    d, g = rng.standard_normal((alpha, alpha)), rng.standard_normal((3, 3))
+    y = at @ ((g_mat @ g @ g_mat.T) * (bt @ d @ bt.T)) @ at.T
+    direct = [[np.sum(d[i:i + 3, j:j + 3] * g) for j in range(m)] for i in range(m)]
+    np.testing.assert_allclose(y, direct, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_native_tile_transforms_match_numpy(rng, m):
+    bt, g_mat, at = _cpu._winograd_matrices(m)
+    alpha = m + 2
+    g = rng.standard_normal((3, 3))
+    d = rng.standard_normal((alpha, alpha))
+    t = rng.standard_normal((alpha, alpha))
+    np.testing.assert_allclose(_cpu._winograd_kernel_tile(m, g), g_mat @ g @ g_mat.T, atol=1e-14)
+    np.testing.assert_allclose(_cpu._winograd_input_tile(m, d), bt @ d @ bt.T, atol=1e-13)
+    np.testing.assert_allclose(_cpu._winograd_output_tile(m, t), at @ t @ at.T, atol=1e-12)
+    with pytest.raises(ValueError, match="tile_m"):
+        _cpu._winograd_matrices(3)
+
+
+def random_winograd_case(rng):
+    """3x3 stride 1: odd sizes, images smaller than a tile, padding up to 3 (beyond the kernel
+    half), asymmetric padding, batch 1, partial tiles at the edges and the end of a chunk."""
+    n = int(rng.choice([1, 1, 2, 3]))
+    c, k = (int(v) for v in rng.integers(1, 9, size=2))
+    pads = tuple(int(v) for v in rng.integers(0, 4, size=4)) if rng.random() < 0.8 else (0,) * 4
+    h = max(1, 3 - pads[0] - pads[1]) + int(rng.integers(0, 14))
+    w = max(1, 3 - pads[2] - pads[3]) + int(rng.integers(0, 14))
+    return (n, c, h, w), (k, c, 3, 3), pads
+
+
+@pytest.mark.parametrize("algo", list(TILES) + ["winograd"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case_id", range(12))
+def test_forward_against_reference(rng, case_id, dtype, algo):
+    x_shape, w_shape, pads = random_winograd_case(rng)
+    x = randn(rng, x_shape, dtype)
+    w = randn(rng, w_shape, dtype)
+    b = randn(rng, (w_shape[0],), dtype)
+    y = F.conv2d(x, w, b, padding=pads, algo=algo)
+    assert y.dtype == dtype
+    tol = TOL64 if dtype == np.float64 else TOL32[algo]
+    assert_close(y, ref_conv2d(x, w, b, (1, 1), pads), f"{algo} {x_shape} {w_shape} {pads}", tol)
+
+
+@pytest.mark.parametrize("algo", list(TILES))
+def test_many_channels_within_the_documented_bound(rng, algo):
+    """The measured error grows with C (longer sums in the transformed domain); at C=256 it
+    must still sit inside the bound the error table documents."""
+    x = randn(rng, (2, 256, 12, 13), np.float32)
+    w = randn(rng, (16, 256, 3, 3), np.float32)
+    err = rel_error(F.conv2d(x, w, padding=1, algo=algo), ref_conv2d(x, w, None, (1, 1), (1, 1, 1, 1)))
+    assert err <= TOL32[algo], err
+
+
+def test_large_batch_runs_in_chunks(rng):
+    """Enough tiles for several transform chunks (8M elements of V and M)."""
+    x = randn(rng, (6, 96, 60, 60), np.float32)
+    w = randn(rng, (96, 96, 3, 3), np.float32)
+    ref = ref_conv2d(x, w, None, (1, 1), (1, 1, 1, 1))
+    for algo in TILES:
+        assert_close(F.conv2d(x, w, padding=1, algo=algo), ref, algo, TOL32[algo])
+
+
+def test_backward_with_winograd_runs_im2col(rng):
+    x = randn(rng, (2, 5, 9, 7), np.float64)
+    w = randn(rng, (4, 5, 3, 3), np.float64)
+    dy = randn(rng, (2, 4, 9, 7), np.float64)
+    got = F.conv2d_backward(dy, x, w, padding=1, algo="winograd")
+    want = F.conv2d_backward(dy, x, w, padding=1, algo="im2col")
+    for g, r in zip(got, want):
+        np.testing.assert_array_equal(g, r)
+
+
+@pytest.mark.parametrize("kwargs,fragment", [
+    (dict(w_shape=(4, 3, 5, 5)), "3x3 kernel"),
+    (dict(stride=2), "stride 1"),
+    (dict(dilation=2), "dilation 1"),
+    (dict(groups=3, w_shape=(3, 1, 3, 3)), "groups 1"),
+])
+@pytest.mark.parametrize("algo", ["winograd", "winograd_2x2", "winograd_4x4"])
+def test_unsupported_shapes_are_refused_by_name(kwargs, fragment, algo):
+    kwargs = dict(kwargs)
+    w = np.full(kwargs.pop("w_shape", (4, 3, 3, 3)), 0.25, np.float32)
+    x = np.full((1, 3, 12, 12), 0.5, np.float32)
+    with pytest.raises(ValueError) as info:
+        F.conv2d(x, w, algo=algo, **kwargs)
+    assert fragment in str(info.value) and algo in str(info.value)
