@@ -82,53 +82,15 @@ def test_nin_gradient_along_random_directions(rng):
         assert abs(numeric - np.sum(grad * v)) <= 1e-5 * abs(numeric) + 1e-14
 
 
-def _torch_loss(torch, net, content, style_img, image, content_weight, tv_weight):
-    """The same loss written with torch autograd (no normalisation), on the same weights."""
-    def features(x, taps):
-        x = torch.from_numpy(net.to_input(x)) if isinstance(x, np.ndarray) else x
-        out = {}
-        for op in net.spec:
-            if op["op"] == "conv":
-                x = torch.nn.functional.conv2d(
-                    x, torch.from_numpy(net.params[op["name"] + "/W"]),
-                    torch.from_numpy(net.params[op["name"] + "/b"]),
-                    stride=op["stride"], padding=op["pad"])
-            elif op["op"] == "relu":
-                x = torch.relu(x)
-            else:
-                x = torch.nn.functional.avg_pool2d(x, op["k"], op["stride"])
-            out[op["name"]] = x
-        return {k: out[k] for k in taps}
-
-    def gram(f):
-        _, c, h, w = f.shape
-        flat = f.reshape(c, h * w)
-        return flat @ flat.T / (c * h * w)
-
-    x = torch.from_numpy(image.copy()).requires_grad_(True)
-    mean = torch.tensor(net.preprocess[1], dtype=x.dtype).reshape(1, 3, 1, 1)
-    feats = features(x - mean, list(net.content_layers) + list(net.style_layers))
-    target_c = features(content, net.content_layers)
-    target_s = {k: gram(v) for k, v in features(style_img, net.style_layers).items()}
-    loss = 0
-    for k, a in net.content_layers.items():
-        loss = loss + content_weight * a * torch.mean((feats[k] - target_c[k]) ** 2)
-    for k, b in net.style_layers.items():
-        loss = loss + b * torch.mean((gram(feats[k]) - target_s[k]) ** 2) / len(net.style_layers)
-    xs = x / 255
-    tv = (torch.sum((xs[:, :, 1:] - xs[:, :, :-1]) ** 2)
-          + torch.sum((xs[:, :, :, 1:] - xs[:, :, :, :-1]) ** 2)) / xs.numel()
-    loss = loss + tv_weight * tv
-    loss.backward()
-    return loss.item(), x.grad.numpy()
-
-
-def test_agrees_with_pytorch(rng):
-    torch = torch_or_skip()
+@pytest.mark.parametrize("normalize", [False, True])
+def test_agrees_with_pytorch(rng, normalize):
+    torch_or_skip()
+    from convcore.bench.torch_style import TorchStyleLoss
     net = _tiny_net(rng)
     content, style_img, image = _images(rng, 17, 15)
-    loss, grad, _ = S.StyleLoss(net, content, style_img, content_weight=0.2, tv_weight=0.05)(image)
-    t_loss, t_grad = _torch_loss(torch, net, content, style_img, image, 0.2, 0.05)
+    args = (net, content, style_img, 0.2, 0.05, normalize)
+    loss, grad, _ = S.StyleLoss(*args[:4], tv_weight=0.05, normalize=normalize)(image)
+    t_loss, t_grad = TorchStyleLoss(*args)(image)
     assert abs(loss - t_loss) <= 1e-10 * abs(t_loss)
     assert rel_error(grad, t_grad) < 1e-10
 
