@@ -24,6 +24,7 @@ from convcore import functional as F
 from convcore.apps import style as S
 from convcore.bench.machine import Probes
 from convcore.models.feature_nets import feature_net
+from convcore.optim import Adam
 
 
 def _shapes(net, size, taps):
@@ -80,11 +81,11 @@ class _ConvcoreIteration:
         self.loss_fn = S.StyleLoss(net, content, style)
         self.x = (128.0 + np.random.default_rng(1).uniform(-20, 20, content.shape)).astype(
             np.float32)
-        self.adam = S.Adam(lr)
+        self.adam = Adam(lr)
 
     def __call__(self):
         loss, grad, _ = self.loss_fn(self.x)
-        self.adam.step(self.x, grad)
+        self.adam.update({"x": self.x}, {"x": grad})
         np.clip(self.x, 0, 255, out=self.x)
         return loss
 

@@ -31,8 +31,9 @@ import zlib
 import numpy as np
 
 from ..models.feature_nets import FeatureNet, feature_net
+from ..optim import Adam
 
-__all__ = ["StyleLoss", "Adam", "stylize", "gram", "default_images", "load_image",
+__all__ = ["StyleLoss", "stylize", "gram", "default_images", "load_image",
            "resize", "write_png", "parse_layer_weights"]
 
 
@@ -270,28 +271,6 @@ def _total_variation(image):
     return tv, g * image.dtype.type(2 * scale / 255)
 
 
-# ---- optimisers ----------------------------------------------------------------------------
-
-class Adam:
-    """Adam on one array (Kingma & Ba), updating it in place; the step's bias correction is
-    folded into the learning rate as in Chainer and the book."""
-
-    def __init__(self, lr=4.0, beta1=0.9, beta2=0.999, eps=1e-8):
-        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
-        self.m = self.v = None
-        self.t = 0
-
-    def step(self, x, grad):
-        if self.m is None:
-            self.m = np.zeros_like(x)
-            self.v = np.zeros_like(x)
-        self.t += 1
-        lr_t = self.lr * np.sqrt(1.0 - self.beta2 ** self.t) / (1.0 - self.beta1 ** self.t)
-        self.m += (1 - self.beta1) * (grad - self.m)
-        self.v += (1 - self.beta2) * (grad * grad - self.v)
-        x -= (lr_t * self.m / (np.sqrt(self.v) + self.eps)).astype(x.dtype, copy=False)
-
-
 def _progress(total, stream):
     from ..train import _Progress
     return _Progress(total, stream)
@@ -357,10 +336,10 @@ def stylize(content, style, net="nin", weights=None, seed=0, width=435, iters=10
             callback(it, loss, parts, img)
 
     if optimizer == "adam":
-        adam = Adam(lr)
+        adam = Adam(lr)     # the book's Adam, on one "parameter": the image
         for it in range(1, iters + 1):
             loss, grad, parts = loss_fn(image)
-            adam.step(image, grad)
+            adam.update({"image": image}, {"image": grad})
             np.clip(image, 0, 255, out=image)   # the whole array at once
             report(it, loss, parts, image)
     else:
