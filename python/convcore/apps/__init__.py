@@ -1,10 +1,12 @@
 """The book's chapter-8 applications on convcore.
 
-    convcore.apps.style       neural style transfer (command: python -m convcore.style)
+    convcore.apps.style          neural style transfer (command: python -m convcore.style)
+    convcore.apps.segmentation   FCN-32s/16s segmentation of Fashion-MNIST canvases
+                                 (command: python -m convcore.apps.segmentation)
 
 Fully convolutional networks made from classifiers live in convcore.models
 (to_fully_convolutional).
 """
-from . import style
+from . import segmentation, style
 
-__all__ = ["style"]
+__all__ = ["style", "segmentation"]
