@@ -9,23 +9,15 @@ For SimpleConvNet (28x28 classifier, no padding) and DeepConvNet (book defaults)
 and prints medians and the ratios. Weights are random (seeded): timing does not depend on them.
 """
 import argparse
-import statistics
-import time
-
 import numpy as np
 
 import convcore
+from convcore.bench.timing import Budget, measure
 from convcore.models import DeepConvNet, SimpleConvNet, to_fully_convolutional
 
 
 def _median_ms(fn, reps):
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(1000 * (time.perf_counter() - t0))
-    return statistics.median(times)
+    return measure(fn, Budget(fixed_reps=reps)).median_ms     # first call: warm-up
 
 
 def _crops(canvas, fcn, out_h, out_w):

@@ -23,6 +23,7 @@ import convcore
 from convcore import functional as F
 from convcore.apps import style as S
 from convcore.bench.machine import Probes
+from convcore.bench.timing import Budget, measure
 from convcore.models.feature_nets import feature_net
 from convcore.optim import Adam
 
@@ -96,13 +97,7 @@ def _profile(net, size, taps, torch, reps):
     rows = []
 
     def med(fn):
-        fn()
-        samples = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            fn()
-            samples.append(1e3 * (time.perf_counter() - t0))
-        return statistics.median(samples)
+        return measure(fn, Budget(fixed_reps=reps)).median_ms
 
     for op, xs, ys in _shapes(net, size, taps):
         if op["op"] == "conv":

@@ -57,5 +57,15 @@ def pytest_runtest_makereport(item, call):
         )
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """For modules of tiny shapes (use with pytestmark = pytest.mark.usefixtures("one_thread")):
+    on a loaded machine, waking OpenMP workers for each call costs far more than the work."""
+    before = convcore.get_num_threads()
+    convcore.set_num_threads(1)
+    yield
+    convcore.set_num_threads(before)
+
+
 def torch_or_skip():
     return pytest.importorskip("torch")

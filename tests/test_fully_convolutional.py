@@ -4,19 +4,13 @@ unpadded network equals the classifier run on the matching crop."""
 import numpy as np
 import pytest
 
-import convcore
 from convcore import layers as L
 from convcore.models import (DeepConvNet, FullyConvNet, ResNet, SimpleConvNet,
                              to_fully_convolutional)
 from reference import rel_error
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = convcore.get_num_threads()
-    convcore.set_num_threads(1)
-    yield
-    convcore.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _simple(rng, input_dim=(1, 12, 12)):

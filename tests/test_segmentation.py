@@ -3,19 +3,13 @@ gradient against finite differences, a few steps lowering the loss, the metrics.
 import numpy as np
 import pytest
 
-import convcore
 from convcore import functional as F
 from convcore.apps import segmentation as seg
 from convcore.optim import Adam
 from reference import rel_error
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = convcore.get_num_threads()
-    convcore.set_num_threads(1)
-    yield
-    convcore.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _items(rng, n=6):
