@@ -6,6 +6,7 @@ Content: scikit-image's `chelsea`; style: `immunohistochemistry`. For each netwo
 seeded random weights, and the shallow wide 'random' net) four runs from the same noise start:
 no aid, total variation, per-layer normalisation, both. Writes one PNG per run and a strip
 content | style | runs... per network (montage_<net>.png), and prints each run's time.
+--init content starts from the content image instead (files *_from_content.png).
 """
 import argparse
 import os
@@ -36,6 +37,9 @@ def main(argv=None):
     parser.add_argument("--width", type=int, default=192)
     parser.add_argument("--iters", type=int, default=300)
     parser.add_argument("--nets", default="nin,random")
+    parser.add_argument("--init", default="noise", choices=("noise", "content"))
+    parser.add_argument("--aids", default=",".join(a[0] for a in AIDS),
+                        help="which runs, e.g. plain,normalize_tv")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "style"))
     args = parser.parse_args(argv)
     content, style = S.default_images()
@@ -43,17 +47,18 @@ def main(argv=None):
     style_px = S.resize(style, args.width, content_px.shape[0]).astype(np.uint8)
     for net in args.nets.split(","):
         results = []
-        for label, normalize, tv in AIDS:
+        suffix = "" if args.init == "noise" else "_from_content"
+        for label, normalize, tv in (a for a in AIDS if a[0] in args.aids.split(",")):
             t0 = time.perf_counter()
             img, history = S.stylize(content, style, net=net, seed=0, width=args.width,
                                      iters=args.iters, normalize=normalize, tv_weight=tv,
-                                     progress=False,
-                                     out=os.path.join(args.out, f"{net}_{label}.png"))
+                                     progress=False, init=args.init,
+                                     out=os.path.join(args.out, f"{net}_{label}{suffix}.png"))
             print(f"{net:7s} {label:13s} {args.iters} iters {time.perf_counter() - t0:6.1f} s "
                   f"loss {history[0][1]:.4g} -> {history[-1][1]:.4g} "
                   f"{ {k: round(v, 5) for k, v in history[-1][2].items()} }", flush=True)
             results.append(img)
-        S.write_png(os.path.join(args.out, f"montage_{net}.png"),
+        S.write_png(os.path.join(args.out, f"montage_{net}{suffix}.png"),
                     _strip([content_px, style_px] + results))
 
 

@@ -7,6 +7,6 @@
 Fully convolutional networks made from classifiers live in convcore.models
 (to_fully_convolutional).
 """
-from . import segmentation, style
-
+# submodules are imported on use (from convcore.apps import style), not here: importing
+# segmentation here would make `python -m convcore.apps.segmentation` run it twice
 __all__ = ["style", "segmentation"]
