@@ -6,6 +6,8 @@
 """
 from .base import Net
 from .book import DeepConvNet, SimpleConvNet
+from .feature_nets import FeatureNet, convert_torchvision_vgg, feature_net
+from .fully_convolutional import FullyConvNet, to_fully_convolutional
 from .modern import FCN, MobileNet, ResNet, VGGNet, XceptionNet
 
 MODELS = {
@@ -29,4 +31,5 @@ def build_model(name, **kwargs):
 
 
 __all__ = ["Net", "SimpleConvNet", "DeepConvNet", "VGGNet", "MobileNet", "XceptionNet",
-           "ResNet", "FCN", "MODELS", "build_model"]
+           "ResNet", "FCN", "MODELS", "build_model", "FullyConvNet",
+           "to_fully_convolutional", "FeatureNet", "feature_net", "convert_torchvision_vgg"]
