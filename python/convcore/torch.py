@@ -29,6 +29,7 @@ from torch import nn
 
 from . import functional as F
 from ._args import padding1d, padding4, pair, single
+from ._pooling import _bool, _divisor, _output_size
 
 __all__ = [
     "conv2d", "conv1d", "conv_transpose2d", "depthwise_conv2d", "separable_conv2d",
@@ -424,12 +425,6 @@ def _pool_window(op, kernel_size, stride, padding):
     return list(kernel), list(stride), list(pair(padding, op, "padding"))
 
 
-def _bool(value, op, name):
-    if not isinstance(value, bool):
-        raise TypeError(f"{op}: {name} must be a bool, got {value!r}")
-    return value
-
-
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """torch.nn.functional.max_pool2d run by convcore (indices are flat iy*W + ix per plane, as
@@ -467,22 +462,10 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     """torch.nn.functional.avg_pool2d run by convcore."""
     op = "avg_pool2d"
     _check(input, op, "input")
-    if divisor_override is not None and (isinstance(divisor_override, bool)
-                                         or not isinstance(divisor_override, int)):
-        raise TypeError(f"{op}: divisor_override must be an int or None, got {divisor_override!r}")
     return _avg_pool_op(input, *_pool_window(op, kernel_size, stride, padding),
                         _bool(ceil_mode, op, "ceil_mode"),
-                        _bool(count_include_pad, op, "count_include_pad"), divisor_override)
-
-
-def _adaptive_size(op, x, output_size):
-    if isinstance(output_size, (tuple, list)):
-        if len(output_size) != 2:
-            raise ValueError(f"{op}: output_size must be an int or a pair, got {output_size!r}")
-        sizes = [x.shape[2 + i] if v is None else v for i, v in enumerate(output_size)]
-    else:
-        sizes = [output_size, output_size]
-    return list(pair(tuple(sizes), op, "output_size"))
+                        _bool(count_include_pad, op, "count_include_pad"),
+                        _divisor(divisor_override, op))
 
 
 def _adaptive_fake(x, output_size):
@@ -506,7 +489,7 @@ def adaptive_avg_pool2d(input, output_size):
     """torch.nn.functional.adaptive_avg_pool2d run by convcore."""
     op = "adaptive_avg_pool2d"
     _check(input, op, "input")
-    return _adaptive_avg_op(input, _adaptive_size(op, input, output_size))
+    return _adaptive_avg_op(input, list(_output_size(output_size, input, op)))
 
 
 _adaptive_max_bwd_op = _define(
@@ -536,7 +519,7 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
     """torch.nn.functional.adaptive_max_pool2d run by convcore."""
     op = "adaptive_max_pool2d"
     _check(input, op, "input")
-    y, idx = _adaptive_max_op(input, _adaptive_size(op, input, output_size))
+    y, idx = _adaptive_max_op(input, list(_output_size(output_size, input, op)))
     return (y, idx) if _bool(return_indices, op, "return_indices") else y
 
 
