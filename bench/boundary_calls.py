@@ -1,7 +1,9 @@
-"""Instruction counts of the custom-op boundary (repeatable, unlike wall time on a shared box):
+"""Instruction counts of the custom-op boundary (repeatable, unlike wall time on a shared box;
+valgrind must run the interpreter itself, not a pyenv shim):
 
     for m in none np_fwd op_fwd np_fwdbwd op_fwdbwd; do
-      valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$m python bench/boundary_calls.py $m 200
+      valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$m \
+        $(python -c "import sys; print(sys.executable)") bench/boundary_calls.py $m 200
     done
 
 Each run imports everything and makes 10 warm-up calls of every form; then `n` calls of one

@@ -120,7 +120,7 @@ CASES = {
 }
 if cct.HAS_LOCAL:
     CASES["locally_connected2d"] = (
-        lambda r: (_t(r, 2, 3, 6, 5), _t(r, 3, 2, 4, 3, 3, 3), _t(r, 3, 2, 4)),
+        lambda r: (_t(r, 2, 3, 6, 5), _t(r, 3, 3, 4, 3, 3, 3), _t(r, 3, 3, 4)),  # out 3x3
         lambda x, w, b: cct.locally_connected2d(x, w, b, stride=2, padding=1),
         lambda x, w, b: _local_reference(x, w, b, 2, 1, tiled=False))
     CASES["tiled_conv2d"] = (
