@@ -2,6 +2,11 @@
 custom-op boundary.
 
     PYTHONPATH=python python bench/torch_interop.py [--reps 15] [--threads 2] [--quick]
+    PYTHONPATH=python python bench/torch_interop.py --threads 1 --clock cpu
+
+--clock cpu times with the calling thread's CPU time (time.thread_time), which a loaded shared
+machine does not inflate (waiting for a core is not counted); it is only meaningful with
+--threads 1, where convcore's kernels and PyTorch's run on the calling thread.
 
 1. Boundary overhead per call: the same op called (a) as convcore.functional on NumPy arrays,
    (b) as the registered custom op on tensors without autograd, (c) with autograd recording
@@ -33,6 +38,9 @@ POOL_ROWS = [  # (name, mode, N, C, HW, kernel, stride)
 ]
 
 
+CLOCK = time.perf_counter
+
+
 def _median_ms(fns, reps):
     """Interleaved timing: each repetition runs every fn once; medians in ms."""
     for fn in fns:  # warm-up (first-call imports, allocator)
@@ -40,9 +48,9 @@ def _median_ms(fns, reps):
     times = [[] for _ in fns]
     for _ in range(reps):
         for i, fn in enumerate(fns):
-            tic = time.perf_counter()
+            tic = CLOCK()
             fn()
-            times[i].append(time.perf_counter() - tic)
+            times[i].append(CLOCK() - tic)
     return [1e3 * float(np.median(t)) for t in times]
 
 
@@ -146,12 +154,18 @@ def main():
     p.add_argument("--reps", type=int, default=15)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="two depthwise and two pooling rows")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     args = p.parse_args()
+    if args.clock == "cpu":
+        if args.threads != 1:
+            p.error("--clock cpu needs --threads 1 (other threads' work would not be counted)")
+        global CLOCK
+        CLOCK = time.thread_time
     torch.set_num_threads(args.threads)
     convcore.set_num_threads(args.threads)
     info = convcore.backends()["cpu"]
     print(f"convcore.torch vs torch.nn: torch {torch.__version__}, {args.threads} threads each, "
-          f"isa {info.get('isa')}, {info.get('brand', '?')}, reps {args.reps}")
+          f"isa {info.get('isa')}, {info.get('brand', '?')}, reps {args.reps}, {args.clock} clock")
     boundary(args.reps)
     training_rows(args.reps, args.quick)
 
