@@ -289,11 +289,12 @@ def main(argv=None):
     out = args.out or os.path.join("runs", f"{args.model}-{args.data}")
     opt_param = {} if args.lr is None else {"lr": args.lr}
     verbose = not args.quiet and (comm is None or comm.Get_rank() == 0)
+    ranks = "" if comm is None else f" x {comm.Get_size()} MPI ranks"
     if verbose:
         print(f"{args.model} ({net.num_params()} parameters, {args.dtype}) on {args.data}: "
               f"{x_train.shape[0]} train / {x_test.shape[0]} test samples, "
               f"{args.optimizer} {opt_param or '(default lr)'}, batch {args.batch_size}, "
-              f"{convcore.get_num_threads()} threads, isa "
+              f"{convcore.get_num_threads()} threads{ranks}, isa "
               f"{convcore.backends()['cpu'].get('isa', '?')}", flush=True)
     trainer = Trainer(net, x_train, t_train, x_test, t_test, epochs=args.epochs,
                       mini_batch_size=args.batch_size, optimizer=args.optimizer,
