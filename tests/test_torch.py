@@ -226,8 +226,15 @@ def test_bad_input_names_the_argument(rng):
         cct.conv2d(x.to("meta"), w)
     with pytest.raises(TypeError, match="input"):
         cct.max_pool2d(x.numpy(), 2)
-    with pytest.raises(ValueError, match="w"):
-        cct.conv2d(x, _t(rng, 4, 2, 3, 3, dtype=torch.float32))  # channel mismatch
+    # shape errors come from convcore's one validation (names as in convcore.functional)
+    with pytest.raises(ValueError, match=r"conv2d: x has 3 channels.*w\.shape"):
+        cct.conv2d(x, _t(rng, 4, 2, 3, 3, dtype=torch.float32))
+    with pytest.raises(ValueError, match=r"depthwise_conv2d: w must have shape"):
+        cct.depthwise_conv2d(x, _t(rng, 4, 1, 3, 3, dtype=torch.float32))
+    with pytest.raises(ValueError, match=r"sepconv2d_1d: w_col"):
+        cct.sepconv2d_1d(x, _t(rng, 2, 3, dtype=torch.float32), _t(rng, 3, 3, dtype=torch.float32))
+    with pytest.raises(ValueError, match=r"max_pool2d: .*kernel"):
+        cct.max_pool2d(x, 7)
     with pytest.raises(TypeError, match="mixed|dtype"):
         cct.conv2d(x, w.double())
     with pytest.raises(ValueError, match="stride"):
