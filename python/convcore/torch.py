@@ -17,7 +17,10 @@ copy, as any CPU kernel would). Only CPU tensors are accepted: convcore's CUDA b
 reachable through its functional API, so a CUDA tensor raises TypeError naming the argument.
 
 Argument spellings follow torch.nn.functional (ints or pairs; conv padding also "same"/"valid"
-and (top, bottom, left, right)); the registered ops take the normalised lists.
+and (top, bottom, left, right)); the registered ops take the normalised lists. A tensor of the
+wrong type, dtype or device raises TypeError naming the wrapper's argument (input, weight, ...);
+shape errors come from convcore's own validation and use convcore.functional's names (x, w).
+Threads: convcore's kernels use convcore.set_num_threads, PyTorch's ops torch.set_num_threads.
 separable_conv2d and conv1d are compositions of registered ops (depthwise then 1x1; conv2d over
 (N, C, 1, L)), so autograd and torch.compile see the registered ops inside them.
 """
