@@ -84,13 +84,17 @@ class Trainer:
     file exists when train() starts, training resumes from it and ends with exactly the
     parameters of a run that was never interrupted (same thread count and data).
     `checkpoint_config` is saved alongside (the command line's settings).
+
+    comm: an MPI communicator (mpi4py) for data-parallel training (convcore/distributed.py):
+    the ranks split each mini-batch, average gradients with one allreduce per step, and rank 0
+    evaluates, logs and saves (checkpoints included); mini_batch_size stays the global batch.
     """
 
     def __init__(self, network, x_train, t_train, x_test, t_test, epochs=20,
                  mini_batch_size=100, optimizer='SGD', optimizer_param={'lr': 0.01},
                  evaluate_sample_num_per_epoch=None, verbose=True, *,
                  out_dir=None, seed=None, stream=None,
-                 checkpoint=None, checkpoint_every=None, checkpoint_config=None):
+                 checkpoint=None, checkpoint_every=None, checkpoint_config=None, comm=None):
         self.network = network
         self.verbose = verbose
         self.x_train, self.t_train = x_train, t_train
@@ -113,6 +117,13 @@ class Trainer:
         self.epoch_time_list = []
         self.final_test_acc = None
         self.out_dir = out_dir
+        self.dist = None  # data parallel over MPI (convcore.distributed), or this process alone
+        if comm is not None:
+            from .distributed import MPIDataParallel
+            self.dist = MPIDataParallel(comm)
+            seed = self.dist.common_seed(seed)  # every rank draws the same epoch orders
+            self.verbose = verbose and self.dist.is_root
+            self.dist.broadcast_params(network.params)
         self.rng = np.random.default_rng(seed)
         self.stream = stream if stream is not None else sys.stdout
         self._order = None
@@ -134,6 +145,11 @@ class Trainer:
         batch = self._order[step_in_epoch * self.batch_size:(step_in_epoch + 1) * self.batch_size]
         if batch.size == 0:  # more steps than samples (tiny sets): draw a random batch
             batch = self.rng.choice(self.train_size, self.batch_size)
+        if self.dist is not None:  # this rank's shard of the batch, one allreduce
+            loss = self.dist.step(self.network, self.optimizer, self.x_train, self.t_train, batch)
+            self.train_loss_list.append(loss)
+            self.current_iter += 1
+            return loss
         x_batch, t_batch = self.x_train[batch], self.t_train[batch]
         grads = self.network.gradient(x_batch, t_batch)
         loss = getattr(self.network, "last_loss", None)
@@ -149,7 +165,12 @@ class Trainer:
         x_tr, t_tr, x_te, t_te = self.x_train, self.t_train, self.x_test, self.t_test
         if n is not None:
             x_tr, t_tr, x_te, t_te = x_tr[:n], t_tr[:n], x_te[:n], t_te[:n]
-        return self.network.accuracy(x_tr, t_tr), self.network.accuracy(x_te, t_te)
+        return self._on_root(lambda: (self.network.accuracy(x_tr, t_tr),
+                                      self.network.accuracy(x_te, t_te)))
+
+    def _on_root(self, fn):
+        """fn() here; with MPI, on rank 0 only, its value broadcast to the other ranks."""
+        return fn() if self.dist is None else self.dist.root_value(fn)
 
     def train(self):
         if self.checkpoint is not None and os.path.exists(self.checkpoint):
@@ -158,7 +179,7 @@ class Trainer:
         with self._ctrl_c_finishes_the_step():
             while len(self.test_acc_list) < self.epochs:
                 self._train_epoch()
-        self.final_test_acc = self.network.accuracy(self.x_test, self.t_test)
+        self.final_test_acc = self._on_root(lambda: self.network.accuracy(self.x_test, self.t_test))
         self.total_time = time.perf_counter() - start
         self._log(f"=============== final test accuracy {self.final_test_acc:.4f} "
                   f"({self.total_time:.1f} s) ===============")
@@ -197,7 +218,7 @@ class Trainer:
     def save_checkpoint(self, path=None):
         """Writes the whole training state to `path` (default: the `checkpoint` given)."""
         path = path or self.checkpoint
-        if path is not None:
+        if path is not None and (self.dist is None or self.dist.is_root):
             save_checkpoint(path, self, self.checkpoint_config)
 
     def load_checkpoint(self, path):
@@ -241,7 +262,9 @@ class Trainer:
             raise KeyboardInterrupt
 
     def save(self, out_dir, config=None):
-        """params.npz, metrics.json and (with matplotlib) loss.png into out_dir."""
+        """params.npz, metrics.json and (with matplotlib) loss.png into out_dir (rank 0 only)."""
+        if self.dist is not None and not self.dist.is_root:
+            return
         os.makedirs(out_dir, exist_ok=True)
         if hasattr(self.network, "save_params"):
             self.network.save_params(os.path.join(out_dir, "params.npz"))
@@ -321,6 +344,8 @@ def _parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output directory (default runs/MODEL-DATA)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--distributed", action="store_true",
+                   help="data parallel over MPI: launch with mpirun -n RANKS (needs mpi4py)")
     p.add_argument("--checkpoint", default=None,
                    help="checkpoint file, written each epoch, every --checkpoint-every steps and "
                         "on Ctrl-C (default OUT/checkpoint.npz)")
@@ -354,6 +379,12 @@ def main(argv=None):
     import convcore
     from .models import build_model
 
+    comm = None
+    if args.distributed:
+        from .distributed import threads_per_rank, world_comm
+        comm = world_comm()
+        if args.threads is None:
+            args.threads = threads_per_rank(comm)
     if args.threads is not None:
         convcore.set_num_threads(args.threads)
     (x_train, t_train), (x_test, t_test) = _load_data(args.data, args.data_dir)
@@ -367,12 +398,13 @@ def main(argv=None):
                       rng=np.random.default_rng(args.seed))
     out = args.out or os.path.join("runs", f"{args.model}-{args.data}")
     opt_param = {} if args.lr is None else {"lr": args.lr}
-    verbose = not args.quiet
+    verbose = not args.quiet and (comm is None or comm.Get_rank() == 0)
+    ranks = "" if comm is None else f" x {comm.Get_size()} MPI ranks"
     if verbose:
         print(f"{args.model} ({net.num_params()} parameters, {args.dtype}) on {args.data}: "
               f"{x_train.shape[0]} train / {x_test.shape[0]} test samples, "
               f"{args.optimizer} {opt_param or '(default lr)'}, batch {args.batch_size}, "
-              f"{convcore.get_num_threads()} threads, isa "
+              f"{convcore.get_num_threads()} threads{ranks}, isa "
               f"{convcore.backends()['cpu'].get('isa', '?')}", flush=True)
     settings = {k: v for k, v in vars(args).items() if k != "resume"}
     settings["out"] = out
@@ -382,15 +414,20 @@ def main(argv=None):
                       evaluate_sample_num_per_epoch=args.eval_samples, verbose=verbose,
                       seed=args.seed,
                       checkpoint=args.checkpoint or os.path.join(out, "checkpoint.npz"),
-                      checkpoint_every=args.checkpoint_every, checkpoint_config=settings)
-    if args.resume is None and os.path.exists(trainer.checkpoint):
+                      checkpoint_every=args.checkpoint_every, checkpoint_config=settings,
+                      comm=comm)
+    is_root = comm is None or comm.Get_rank() == 0
+    if args.resume is None and is_root and os.path.exists(trainer.checkpoint):
         # without --resume a run starts afresh (the Trainer would continue from the file)
         os.remove(trainer.checkpoint)
         if verbose:
             print(f"removed the previous run's {trainer.checkpoint} (--resume continues one)")
+    if comm is not None:
+        comm.Barrier()  # no rank may look for the checkpoint before rank 0 has removed it
     trainer.train()
     trainer.save(out, config={"model": args.model, "data": args.data, "dtype": args.dtype,
                               "lr": args.lr, "limit": args.limit, "seed": args.seed,
+                              "ranks": 1 if comm is None else comm.Get_size(),
                               "threads": convcore.get_num_threads(),
                               "argv": sys.argv[1:] if argv is None else list(argv)})
     return trainer
