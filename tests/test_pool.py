@@ -17,8 +17,11 @@ from reference import assert_close
 N_CASES = 200
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
 BEST_ISA = convcore.backends()["cpu"]["best_isa"]
-# Every fast kernel runs at the best ISA (SIMD rows for float32) and on the portable path.
-PATHS = [("auto", BEST_ISA), ("auto", "scalar"), ("reference", BEST_ISA)]
+# Every SIMD level this CPU has (avx512 and avx2 row kernels for float32), the portable path,
+# and the reference.
+SIMD_ISAS = [level for level in ("avx512", "avx2") if
+             ["scalar", "avx2", "avx512"].index(level) <= ["scalar", "avx2", "avx512"].index(BEST_ISA)]
+PATHS = [("auto", level) for level in SIMD_ISAS] + [("auto", "scalar"), ("reference", BEST_ISA)]
 
 
 @pytest.fixture
@@ -234,8 +237,9 @@ def test_simd_tiles_exact(rng, isa, out_w, kernel, stride, padding):
     kw = dict(kernel_size=kernel, stride=stride, padding=padding)
     y_ref, idx_ref = R.max_pool2d(x, (kernel,) * 2, (stride,) * 2, (padding,) * 2)
     avg_ref = R.avg_pool2d(x, (kernel,) * 2, (stride,) * 2, (padding,) * 2)
-    for level in (BEST_ISA, "scalar"):
+    for level in SIMD_ISAS + ["scalar"]:
         isa(level)
+        assert_close(F.max_pool2d(x, **kw), y_ref, f"max values {level}", 0.0)
         y, idx = F.max_pool2d(x, return_indices=True, **kw)
         assert y.shape[3] == out_w
         np.testing.assert_array_equal(y, y_ref)
@@ -331,7 +335,7 @@ def test_max_pool2d_routing_explicit(isa):
     # the centre is the maximum of all four 2x2 windows (stride 1): it collects all of dy
     x = np.array([[1, 2, 3], [4, 9, 5], [6, 7, 8]], np.float32)[None, None]
     dy = np.array([[1, 10], [100, 1000]], np.float32)[None, None]
-    for level in (BEST_ISA, "scalar"):
+    for level in SIMD_ISAS + ["scalar"]:
         isa(level)
         y, idx = F.max_pool2d(x, 2, stride=1, return_indices=True)
         np.testing.assert_array_equal(y[0, 0], [[9, 9], [9, 9]])
@@ -351,7 +355,7 @@ def test_max_pool2d_routing_explicit(isa):
 
 def test_ties_take_the_first_maximum(isa):
     x = np.zeros((1, 1, 5, 7), np.float32)
-    for level in (BEST_ISA, "scalar"):
+    for level in SIMD_ISAS + ["scalar"]:
         isa(level)
         for kw in (dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=2),
                    dict(kernel_size=3, stride=1, dilation=2, padding=2, ceil_mode=True)):
@@ -373,7 +377,7 @@ def _norm(kw):
 
 def test_all_minus_inf_gives_the_first_valid_position(isa):
     x = np.full((1, 2, 6, 40), -np.inf, np.float32)
-    for level in (BEST_ISA, "scalar"):
+    for level in SIMD_ISAS + ["scalar"]:
         isa(level)
         y, idx = F.max_pool2d(x, 3, stride=2, padding=1, return_indices=True)
         _, idx_ref = R.max_pool2d(x, (3, 3), (2, 2), (1, 1))
@@ -388,11 +392,13 @@ def test_nan_propagates(rng, isa):
     x[1, 2, 0, 1] = np.nan  # two NaNs in one window: PyTorch reports the last
     x[0, 1, 8, 36] = np.nan
     y_ref, idx_ref = R.max_pool2d(x, (3, 3), (2, 2), (1, 1))
-    for level in (BEST_ISA, "scalar"):
+    for level in SIMD_ISAS + ["scalar"]:
         isa(level)
         for algo in ("auto", "reference"):
             y, idx = F.max_pool2d(x, 3, stride=2, padding=1, return_indices=True, algo=algo)
             np.testing.assert_array_equal(np.isnan(y), np.isnan(y_ref))
+            values_only = F.max_pool2d(x, 3, stride=2, padding=1, algo=algo)  # separable on SIMD
+            np.testing.assert_array_equal(values_only, y)
             assert np.isnan(y[0, 0, 2:4, 2:4]).all() and np.isnan(y[0, 1, 4, 18])
             np.testing.assert_array_equal(np.nan_to_num(y), np.nan_to_num(y_ref.astype(np.float32)))
             np.testing.assert_array_equal(idx, idx_ref)

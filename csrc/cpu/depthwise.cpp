@@ -1,12 +1,14 @@
 // Depthwise convolution (groups == C; K = C * multiplier, output channel k reads input channel
 // k / multiplier).
 //
-// The fast path is depthwise_impl.inc (row-at-a-time over a zero-padded plane), compiled once
-// per ISA: float runs the avx512/avx2 build chosen by active_isa(), double (and the scalar level)
-// the baseline build in this file. Shapes whose padded plane would be far larger than the input
-// (absurd padding) use the tap-window kernels below, which need no padded copy.
+// The fast path is depthwise_impl.inc (register-blocked output vectors over a ring of padded
+// input rows), compiled once per ISA: float runs the avx512/avx2 build chosen by active_isa(),
+// double (and the scalar level) the baseline build in this file. Shapes whose padding is far
+// larger than the input (absurd padding) use the tap-window kernels below, which skip padding.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/conv.h"
@@ -20,10 +22,12 @@ namespace convcore::cpu {
 namespace {
 namespace base_f32 {
 using T = float;
+constexpr int kVL = 4;  // baseline x86-64: SSE2, 128-bit vectors
 #include "cpu/depthwise_impl.inc"
 }  // namespace base_f32
 namespace base_f64 {
 using T = double;
+constexpr int kVL = 2;  // baseline x86-64: SSE2, 128-bit vectors
 #include "cpu/depthwise_impl.inc"
 }  // namespace base_f64
 

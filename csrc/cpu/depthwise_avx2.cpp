@@ -1,6 +1,8 @@
 // The depthwise kernels of depthwise_impl.inc compiled with avx2 flags (see CMakeLists.txt).
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "common/conv_params.h"
@@ -11,6 +13,7 @@ namespace convcore::cpu::avx2 {
 namespace {
 namespace dw_impl {
 using T = float;
+constexpr int kVL = 8;  // floats per 256-bit vector
 #include "cpu/depthwise_impl.inc"
 }  // namespace dw_impl
 }  // namespace

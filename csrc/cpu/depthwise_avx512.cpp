@@ -1,6 +1,8 @@
 // The depthwise kernels of depthwise_impl.inc compiled with avx512 flags (see CMakeLists.txt).
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "common/conv_params.h"
@@ -11,6 +13,7 @@ namespace convcore::cpu::avx512 {
 namespace {
 namespace dw_impl {
 using T = float;
+constexpr int kVL = 16;  // floats per 512-bit vector
 #include "cpu/depthwise_impl.inc"
 }  // namespace dw_impl
 }  // namespace

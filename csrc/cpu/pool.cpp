@@ -1,5 +1,5 @@
-// Pooling kernels: a portable path for every shape and dtype, and AVX-512 row kernels for the
-// float interior (pool_avx512.cpp), chosen at run time.
+// Pooling kernels: a portable path for every shape and dtype, and AVX-512 / AVX2 row kernels for
+// the float interior (pool_avx512.cpp, pool_avx2.cpp), chosen at run time.
 //
 // Each output row splits into border columns (windows cut by the padding or the image edge,
 // done one output at a time) and the interior, where every window lies inside the image
@@ -38,8 +38,21 @@ TapRange interior_outputs(int64_t out, int64_t in, int64_t span, int64_t stride,
   return {lo, std::max(lo, hi)};
 }
 
-bool use_avx512_rows(const PoolParams& p) {
-  return active_isa() >= Isa::Avx512 && p.h * p.w < (int64_t(1) << 31);
+// The float row kernels of the active ISA, or null for the portable loops (scalar level, or a
+// plane too large for the kernels' 32-bit lane indices).
+struct RowKernels {
+  void (*max_row)(const PoolRowF32&, float*, int64_t*);
+  void (*avg_row)(const PoolRowF32&, float, float*);
+};
+const RowKernels* simd_rows(const PoolParams& p) {
+  static const RowKernels k512{&avx512::f32_maxpool_row, &avx512::f32_avgpool_row};
+  static const RowKernels k2{&avx2::f32_maxpool_row, &avx2::f32_avgpool_row};
+  if (p.h * p.w >= (int64_t(1) << 31)) return nullptr;
+  switch (active_isa()) {
+    case Isa::Avx512: return &k512;
+    case Isa::Avx2: return &k2;
+    default: return nullptr;
+  }
 }
 
 // ---- max pooling -----------------------------------------------------------------------------
@@ -77,10 +90,10 @@ void max_pool_row(const PoolParams& p, const T* plane, int64_t oy, T* y_row, int
   if (count <= 0) return;
   const int64_t col0 = interior.begin * p.stride_w - p.pad_w;
   if constexpr (std::is_same_v<T, float>) {
-    if (use_avx512_rows(p)) {
+    if (const RowKernels* simd = simd_rows(p)) {
       const PoolRowF32 r{plane, p.w, start_y + ky.begin * p.dil_h, ky.end - ky.begin, p.dil_h,
                          p.kw, p.dil_w, p.stride_w, col0, count};
-      avx512::f32_maxpool_row(r, y_row + interior.begin, idx_row ? idx_row + interior.begin : nullptr);
+      simd->max_row(r, y_row + interior.begin, idx_row ? idx_row + interior.begin : nullptr);
       return;
     }
   }
@@ -148,9 +161,9 @@ void avg_pool_row(const PoolParams& p, const T* plane, int64_t oy, T* y_row) {
   const AvgSpan inner_cols{col0, col0 + p.kw, p.kw};
   const T divisor = T(avg_pool_divisor(p, rows, inner_cols));
   if constexpr (std::is_same_v<T, float>) {
-    if (use_avx512_rows(p)) {
+    if (const RowKernels* simd = simd_rows(p)) {
       const PoolRowF32 r{plane, p.w, rows.begin, rows.end - rows.begin, 1, p.kw, 1, p.stride_w, col0, count};
-      avx512::f32_avgpool_row(r, divisor, y_row + interior.begin);
+      simd->avg_row(r, divisor, y_row + interior.begin);
       return;
     }
   }

@@ -43,11 +43,17 @@ struct PoolRowF32 {
   int64_t kw, dil_w, stride_w;
   int64_t col0, count;
 };
-namespace avx512 {
-// PyTorch's max rule as in ref.h; idx may be null. Needs h*w < 2**31 (32-bit lane indices).
-void f32_maxpool_row(const PoolRowF32& r, float* y, int64_t* idx);
-// y[j] = window sum / divisor.
-void f32_avgpool_row(const PoolRowF32& r, float divisor, float* y);
-}  // namespace avx512
+// One set per ISA (pool_avx512.cpp, pool_avx2.cpp):
+//   f32_maxpool_row: PyTorch's max rule as in ref.h; idx may be null. Needs h*w < 2**31
+//                    (32-bit lane indices).
+//   f32_avgpool_row: y[j] = window sum / divisor.
+#define CONVCORE_DECLARE_POOL_ROWS(isa)                              \
+  namespace isa {                                                    \
+  void f32_maxpool_row(const PoolRowF32& r, float* y, int64_t* idx); \
+  void f32_avgpool_row(const PoolRowF32& r, float divisor, float* y); \
+  }
+CONVCORE_DECLARE_POOL_ROWS(avx512)
+CONVCORE_DECLARE_POOL_ROWS(avx2)
+#undef CONVCORE_DECLARE_POOL_ROWS
 
 }  // namespace convcore::cpu

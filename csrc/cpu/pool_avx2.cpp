@@ -1,0 +1,177 @@
+// AVX2 row kernels for float pooling: 8 outputs per vector along the output width (built with
+// -mavx2 -mfma; written with GCC/Clang vector extensions, which those flags turn into ymm code).
+//
+// Two shapes of work (bench rows maxpool.*, avgpool.*):
+// - Values only (max without indices, average): the window is separable, so the kh rows are
+//   first reduced column by column (contiguous vectors, each input element loaded once), and the
+//   kw horizontal taps then read that L1-resident column buffer. For 3x3 stride 2 that is 3 + 3
+//   vector taps per 8 outputs instead of 9 strided ones.
+// - Max with indices: the taps run in PyTorch's row-major order with its rule (take v when
+//   v > best or v is NaN), so ties and NaNs pick the same position as the reference; a
+//   separable order cannot keep that rule.
+// AVX2 has no masked loads for floats that fit this code, so every load stays inside the image
+// row: blocks whose last lane would read past it are done one output at a time.
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "cpu/pool.h"
+
+namespace convcore::cpu::avx2 {
+namespace {
+
+constexpr int kVL = 8;
+typedef float Vec __attribute__((vector_size(32)));
+typedef int32_t IVec __attribute__((vector_size(32)));
+
+inline Vec vload(const float* p) {
+  Vec v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void vstore(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
+inline Vec vsplat(float s) { return Vec{} + s; }
+
+// Lanes p[0], p[2], ..., p[2*kVL-2]: reads p[0 .. 2*kVL-1).
+inline Vec load_even(const float* p) {
+  const IVec even = {0, 2, 4, 6, 8, 10, 12, 14};
+  return __builtin_shuffle(vload(p), vload(p + kVL), even);
+}
+
+// PyTorch's max rule, lane by lane: v replaces best when v > best or v is NaN.
+inline IVec takes(Vec v, Vec best) { return (v > best) | (v != v); }
+inline Vec max_rule(Vec v, Vec best) { return takes(v, best) ? v : best; }
+inline float max_rule(float v, float best) { return (v > best || v != v) ? v : best; }
+
+// Outputs [0, vec_count) can be done a full vector at a time without reading past the row end
+// (stride 2 loads one element more than it uses).
+int64_t vector_outputs(const PoolRowF32& r) {
+  const int64_t extra = r.stride_w == 2 ? 1 : 0;
+  // last column read by output j's last tap: col0 + j*stride + (kw-1)*dil + extra < width
+  const int64_t room = r.width - 1 - extra - r.col0 - (r.kw - 1) * r.dil_w;
+  if (room < 0) return 0;
+  const int64_t fit = room / r.stride_w + 1;  // outputs j < fit stay inside the row
+  const int64_t n = fit < r.count ? fit : r.count;
+  return n / kVL * kVL;
+}
+
+// Per-thread column buffer for the separable (values-only) form.
+float* column_buffer(int64_t n) {
+  thread_local std::vector<float> buf;
+  if (int64_t(buf.size()) < n) buf.resize(static_cast<size_t>(n));
+  return buf.data();
+}
+
+// Reduces the window rows column by column into buf[0, cols) (max rule or sum), then combines
+// the kw horizontal taps into y[0, count) (averages divided by `divisor`).
+template <bool kMax>
+void separable_row(const PoolRowF32& r, float divisor, float* y) {
+  const int64_t cols = (r.count - 1) * r.stride_w + (r.kw - 1) * r.dil_w + 1;
+  // Horizontal vectors read up to round_up(count)*stride + (kw-1)*dil + 1: keep that in buf.
+  const int64_t rounded = (r.count + kVL - 1) / kVL * kVL;
+  float* buf = column_buffer(rounded * r.stride_w + (r.kw - 1) * r.dil_w + 2 * kVL);
+  const float* first = r.plane + r.first_row * r.width + r.col0;
+  const int64_t row_step = r.dil_h * r.width;
+  int64_t j = 0;
+  for (; j + kVL <= cols; j += kVL) {
+    Vec acc = vload(first + j);
+    for (int64_t ry = 1; ry < r.rows; ++ry) {
+      const Vec v = vload(first + ry * row_step + j);
+      acc = kMax ? max_rule(v, acc) : acc + v;
+    }
+    vstore(buf + j, acc);
+  }
+  for (; j < cols; ++j) {
+    float acc = first[j];
+    for (int64_t ry = 1; ry < r.rows; ++ry) {
+      const float v = first[ry * row_step + j];
+      acc = kMax ? max_rule(v, acc) : acc + v;
+    }
+    buf[j] = acc;
+  }
+  // Horizontal taps over buf (its slack lanes feed only outputs that are not stored).
+  const Vec vdivisor = vsplat(divisor);
+  for (int64_t o = 0; o < r.count; o += kVL) {
+    Vec acc;
+    for (int64_t kx = 0; kx < r.kw; ++kx) {
+      const float* src = buf + o * r.stride_w + kx * r.dil_w;
+      Vec v;
+      if (r.stride_w == 1) {
+        v = vload(src);
+      } else if (r.stride_w == 2) {
+        v = load_even(src);
+      } else {
+        for (int i = 0; i < kVL; ++i) v[i] = src[i * r.stride_w];
+      }
+      acc = kx == 0 ? v : (kMax ? max_rule(v, acc) : acc + v);
+    }
+    if (!kMax) acc = acc / vdivisor;  // a division, as the portable path and the reference do
+    if (o + kVL <= r.count) {
+      vstore(y + o, acc);
+    } else {
+      float tail[kVL];
+      vstore(tail, acc);
+      std::memcpy(y + o, tail, sizeof(float) * (r.count - o));
+    }
+  }
+}
+
+}  // namespace
+
+void f32_maxpool_row(const PoolRowF32& r, float* y, int64_t* idx) {
+  if (!idx) return separable_row<true>(r, 1.0f, y);
+  IVec lane_cols;
+  for (int i = 0; i < kVL; ++i) lane_cols[i] = static_cast<int32_t>(i * r.stride_w);
+  const int64_t vec_count = vector_outputs(r);
+  for (int64_t j0 = 0; j0 < vec_count; j0 += kVL) {
+    const int64_t block_col = r.col0 + j0 * r.stride_w;
+    Vec best{};
+    IVec best_index{};
+    for (int64_t ry = 0; ry < r.rows; ++ry) {
+      const int64_t row_start = (r.first_row + ry * r.dil_h) * r.width;
+      for (int64_t kx = 0; kx < r.kw; ++kx) {
+        const int64_t col = block_col + kx * r.dil_w;
+        const float* src = r.plane + row_start + col;
+        Vec v;
+        if (r.stride_w == 1) {
+          v = vload(src);
+        } else if (r.stride_w == 2) {
+          v = load_even(src);
+        } else {
+          for (int i = 0; i < kVL; ++i) v[i] = src[i * r.stride_w];
+        }
+        const IVec at = lane_cols + static_cast<int32_t>(row_start + col);
+        // The first tap is taken whatever it holds (see pool_avx512.cpp).
+        const IVec take = (ry == 0 && kx == 0) ? IVec{} - 1 : takes(v, best);
+        best = take ? v : best;
+        best_index = take ? at : best_index;
+      }
+    }
+    vstore(y + j0, best);
+    for (int i = 0; i < kVL; ++i) idx[j0 + i] = best_index[i];
+  }
+  for (int64_t j = vec_count; j < r.count; ++j) {  // outputs too near the row end for a vector
+    const int64_t block_col = r.col0 + j * r.stride_w;
+    float best = 0.0f;
+    int64_t best_index = 0;
+    for (int64_t ry = 0; ry < r.rows; ++ry) {
+      const int64_t row_start = (r.first_row + ry * r.dil_h) * r.width;
+      for (int64_t kx = 0; kx < r.kw; ++kx) {
+        const int64_t at = row_start + block_col + kx * r.dil_w;
+        const float v = r.plane[at];
+        if ((ry == 0 && kx == 0) || v > best || v != v) {
+          best = v;
+          best_index = at;
+        }
+      }
+    }
+    y[j] = best;
+    idx[j] = best_index;
+  }
+}
+
+void f32_avgpool_row(const PoolRowF32& r, float divisor, float* y) {
+  separable_row<false>(r, divisor, y);
+}
+
+}  // namespace convcore::cpu::avx2
