@@ -3,6 +3,9 @@
 #
 #   OUT=/some/dir bash bench/gpu_check.sh        # from the repository root
 #
+# On this workplace's lent machine: run(command="bash bench/gpu_check.sh", timeout_s=540) ($OUT is
+# set there); copy $OUT/summary.md (and the pass count from test_cuda.log) into bench/RESULTS-gpu.md.
+#
 # 1. environment: GPU, driver, nvcc, Python, CuPy/torch versions       -> $OUT/env.txt
 # 2. build _cpu and _cuda in place for this GPU's architecture only    -> $OUT/build.log
 #    (ptxas register/shared-memory report of every kernel: $OUT/ptxas.txt)
