@@ -6,6 +6,13 @@
 
 #include "common/conv_params.h"
 
+// The window helpers below are shared with the CUDA kernels (csrc/cuda/pool.cu).
+#if defined(__CUDACC__)
+#define CC_HOST_DEVICE __host__ __device__
+#else
+#define CC_HOST_DEVICE
+#endif
+
 namespace convcore {
 
 struct PoolParams {
@@ -39,8 +46,8 @@ PoolParams make_avg_pool_params(const std::string& op, const Shape4& x_shape, co
 PoolParams make_adaptive_pool_params(const std::string& op, const Shape4& x_shape,
                                      const Pair& output_size);
 
-inline int64_t adaptive_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
-inline int64_t adaptive_end(int64_t i, int64_t in, int64_t out) {
+CC_HOST_DEVICE inline int64_t adaptive_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
+CC_HOST_DEVICE inline int64_t adaptive_end(int64_t i, int64_t in, int64_t out) {
   return ((i + 1) * in + out - 1) / out;
 }
 
@@ -50,12 +57,13 @@ inline int64_t adaptive_end(int64_t i, int64_t in, int64_t out) {
 struct AvgSpan {
   int64_t begin, end, padded_len;
 };
-inline AvgSpan avg_pool_span(int64_t o, int64_t stride, int64_t pad, int64_t kernel, int64_t in) {
+CC_HOST_DEVICE inline AvgSpan avg_pool_span(int64_t o, int64_t stride, int64_t pad, int64_t kernel,
+                                            int64_t in) {
   const int64_t start = o * stride - pad;
-  const int64_t stop = std::min(start + kernel, in + pad);
-  return {std::max<int64_t>(start, 0), std::min(stop, in), stop - start};
+  const int64_t stop = start + kernel < in + pad ? start + kernel : in + pad;
+  return {start > 0 ? start : 0, stop < in ? stop : in, stop - start};
 }
-inline int64_t avg_pool_divisor(const PoolParams& p, const AvgSpan& rows, const AvgSpan& cols) {
+CC_HOST_DEVICE inline int64_t avg_pool_divisor(const PoolParams& p, const AvgSpan& rows, const AvgSpan& cols) {
   if (p.divisor_override != 0) return p.divisor_override;
   if (p.count_include_pad) return rows.padded_len * cols.padded_len;
   return (rows.end - rows.begin) * (cols.end - cols.begin);

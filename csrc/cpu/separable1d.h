@@ -16,23 +16,13 @@
 #include <cstdint>
 #include <string>
 
-#include "common/conv_params.h"
+#include "common/separable1d_params.h"
 
 namespace convcore::cpu {
 
-struct Separable1dParams {
-  ConvParams col;  // x (N, C, H, W) -> z (N, C, out_h, W), kernel (C, 1, kh, 1)
-  ConvParams row;  // z (N, C, out_h, W) -> y (N, C, out_h, out_w), kernel (C, 1, 1, kw)
-  int64_t n() const { return col.n; }
-  int64_t channels() const { return col.c; }
-  int64_t out_h() const { return row.out_h; }
-  int64_t out_w() const { return row.out_w; }
-};
-
-// Throws ValueError (prefixed by `op`) for anything make_conv_params rejects.
-Separable1dParams make_separable1d_params(const std::string& op, const Shape4& x_shape,
-                                          int64_t kh, int64_t kw, const Pair& stride,
-                                          const Pad4& padding, const Pair& dilation);
+// Separable1dParams and make_separable1d_params live in common/ (shared with the CUDA twin).
+using convcore::Separable1dParams;
+using convcore::make_separable1d_params;
 
 // y = row_pass(column_pass(x)) + bias. x (N, C, H, W), w_col (C, kh), w_row (C, kw),
 // bias (C,) or null, y (N, C, out_h, out_w).

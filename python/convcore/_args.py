@@ -8,20 +8,21 @@ import numbers
 
 import numpy as np
 
+from ._gpu import as_gpu_array, is_gpu_array
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def as_array(value, op, name):
-    """Return `value` as a C-contiguous, aligned float32/float64 NumPy array.
+    """Return `value` as a C-contiguous, aligned float32/float64 NumPy array, or, for a GPU
+    array (CuPy, CUDA torch tensor, __cuda_array_interface__ or DLPack), as a C-contiguous GPU
+    array of its own library (see _gpu.py; TypeError when the CUDA backend was not built).
 
     Non-contiguous or misaligned arrays are copied; other dtypes raise TypeError (convcore never
     silently changes precision).
     """
-    if hasattr(value, "__cuda_array_interface__") and not isinstance(value, np.ndarray):
-        raise TypeError(
-            f"{op}: {name} is a GPU array, but convcore was built without its CUDA backend "
-            "(convcore.backends() shows what was built)"
-        )
+    if is_gpu_array(value):
+        return as_gpu_array(value, op, name)
     if isinstance(value, np.ndarray):
         arr = value
     else:

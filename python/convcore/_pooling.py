@@ -7,6 +7,7 @@ algo="reference" (the simplest loops, which define the answer).
 import numpy as np
 
 from . import _cpu
+from ._gpu import as_gpu_array, is_gpu_array, native
 from ._args import as_array, as_int, check_ndim, pair
 
 __all__ = [
@@ -54,6 +55,8 @@ def _window(kernel_size, stride, padding, op):
 def _indices(indices, op):
     if indices is None:
         return None
+    if is_gpu_array(indices):
+        return as_gpu_array(indices, op, "indices", dtypes=(np.dtype(np.int64),))
     if not isinstance(indices, np.ndarray):
         raise TypeError(f"{op}: indices must be an int64 NumPy array, got {type(indices).__name__}")
     if indices.dtype != np.int64:
@@ -81,7 +84,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     op = "max_pool2d"
     x = _x(x, op)
     kernel, stride, padding = _window(kernel_size, stride, padding, op)
-    return _cpu.max_pool2d_forward(x, kernel, stride, padding, pair(dilation, op, "dilation"),
+    return native(x).max_pool2d_forward(x, kernel, stride, padding, pair(dilation, op, "dilation"),
                                    _bool(ceil_mode, op, "ceil_mode"),
                                    _bool(return_indices, op, "return_indices"), _algo(algo, op))
 
@@ -94,7 +97,7 @@ def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, dilation=1, 
     x = _x(x, op)
     dy = _dy(dy, x, op)
     kernel, stride, padding = _window(kernel_size, stride, padding, op)
-    return _cpu.max_pool2d_backward(dy, x, kernel, stride, padding, pair(dilation, op, "dilation"),
+    return native(x).max_pool2d_backward(dy, x, kernel, stride, padding, pair(dilation, op, "dilation"),
                                     _bool(ceil_mode, op, "ceil_mode"), _indices(indices, op),
                                     _algo(algo, op))
 
@@ -115,7 +118,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     op = "avg_pool2d"
     x = _x(x, op)
     kernel, stride, padding = _window(kernel_size, stride, padding, op)
-    return _cpu.avg_pool2d_forward(x, kernel, stride, padding, _bool(ceil_mode, op, "ceil_mode"),
+    return native(x).avg_pool2d_forward(x, kernel, stride, padding, _bool(ceil_mode, op, "ceil_mode"),
                                    _bool(count_include_pad, op, "count_include_pad"),
                                    _divisor(divisor_override, op), _algo(algo, op))
 
@@ -127,7 +130,7 @@ def avg_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, ceil_mode=Fa
     x = _x(x, op)
     dy = _dy(dy, x, op)
     kernel, stride, padding = _window(kernel_size, stride, padding, op)
-    return _cpu.avg_pool2d_backward(dy, x, kernel, stride, padding, _bool(ceil_mode, op, "ceil_mode"),
+    return native(x).avg_pool2d_backward(dy, x, kernel, stride, padding, _bool(ceil_mode, op, "ceil_mode"),
                                     _bool(count_include_pad, op, "count_include_pad"),
                                     _divisor(divisor_override, op), _algo(algo, op))
 
@@ -136,21 +139,21 @@ def adaptive_avg_pool2d(x, output_size, *, algo="auto"):
     """Average pooling to a fixed output size: window i spans [floor(i*H/out), ceil((i+1)*H/out))."""
     op = "adaptive_avg_pool2d"
     x = _x(x, op)
-    return _cpu.adaptive_avg_pool2d_forward(x, _output_size(output_size, x, op), _algo(algo, op))
+    return native(x).adaptive_avg_pool2d_forward(x, _output_size(output_size, x, op), _algo(algo, op))
 
 
 def adaptive_avg_pool2d_backward(dy, x, *, algo="auto"):
     """Gradient of adaptive_avg_pool2d; the output size is dy's."""
     op = "adaptive_avg_pool2d_backward"
     x = _x(x, op)
-    return _cpu.adaptive_avg_pool2d_backward(_dy(dy, x, op), x, _algo(algo, op))
+    return native(x).adaptive_avg_pool2d_backward(_dy(dy, x, op), x, _algo(algo, op))
 
 
 def adaptive_max_pool2d(x, output_size, return_indices=False, *, algo="auto"):
     """Max pooling to a fixed output size (windows as adaptive_avg_pool2d; ties and NaN as max_pool2d)."""
     op = "adaptive_max_pool2d"
     x = _x(x, op)
-    return _cpu.adaptive_max_pool2d_forward(x, _output_size(output_size, x, op),
+    return native(x).adaptive_max_pool2d_forward(x, _output_size(output_size, x, op),
                                             _bool(return_indices, op, "return_indices"),
                                             _algo(algo, op))
 
@@ -159,4 +162,4 @@ def adaptive_max_pool2d_backward(dy, x, indices=None, *, algo="auto"):
     """Gradient of adaptive_max_pool2d; the output size is dy's."""
     op = "adaptive_max_pool2d_backward"
     x = _x(x, op)
-    return _cpu.adaptive_max_pool2d_backward(_dy(dy, x, op), x, _indices(indices, op), _algo(algo, op))
+    return native(x).adaptive_max_pool2d_backward(_dy(dy, x, op), x, _indices(indices, op), _algo(algo, op))

@@ -9,7 +9,7 @@
 """
 import numpy as np
 
-from . import _cpu
+from ._gpu import native
 from ._args import as_array, check_ndim, need_flags, padding4, pair
 
 __all__ = [
@@ -50,7 +50,7 @@ def depthwise_conv2d(x, w, bias=None, stride=1, padding=0, dilation=1):
     op = "depthwise_conv2d"
     x, w, stride, pad, dilation, channels, algo = _depthwise_args(x, w, stride, padding, dilation, op)
     b = None if bias is None else as_array(bias, op, "bias")
-    return _cpu.conv2d_forward(x, w, b, stride, pad, dilation, channels, algo)
+    return native(x).conv2d_forward(x, w, b, stride, pad, dilation, channels, algo)
 
 
 def depthwise_conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, *, need=("x", "w", "b")):
@@ -59,7 +59,7 @@ def depthwise_conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, *, need
     x, w, stride, pad, dilation, channels, algo = _depthwise_args(x, w, stride, padding, dilation, op)
     dy = as_array(dy, op, "dy")
     nx, nw, nb = need_flags(need, ("x", "w", "b"), op)
-    return _cpu.conv2d_backward(dy, x, w, stride, pad, dilation, channels, nx, nw, nb, algo)
+    return native(x).conv2d_backward(dy, x, w, stride, pad, dilation, channels, nx, nw, nb, algo)
 
 
 # ---- depthwise separable (depthwise, then pointwise 1x1) ------------------------------------
@@ -99,7 +99,7 @@ def separable_conv2d(x, w_depthwise, w_pointwise, bias=None, stride=1, padding=0
         raise _renamed(exc, op, "depthwise", "w_depthwise") from None
     b = None if bias is None else as_array(bias, op, "bias")
     try:
-        return _cpu.conv2d_forward(mid, w_pointwise, b, (1, 1), (0, 0, 0, 0), (1, 1), 1, "auto")
+        return native(mid).conv2d_forward(mid, w_pointwise, b, (1, 1), (0, 0, 0, 0), (1, 1), 1, "auto")
     except (ValueError, TypeError) as exc:
         raise _renamed(exc, op, "pointwise", "w_pointwise") from None
 
@@ -126,7 +126,7 @@ def separable_conv2d_backward(dy, x, w_depthwise, w_pointwise, stride=1, padding
                          f"{(mid.shape[0], w_pointwise.shape[0]) + mid.shape[2:]}")
     need_mid_grad = nx or ndw
     try:
-        dmid, dw_pw, db = _cpu.conv2d_backward(dy, mid, w_pointwise, (1, 1), (0, 0, 0, 0), (1, 1),
+        dmid, dw_pw, db = native(mid).conv2d_backward(dy, mid, w_pointwise, (1, 1), (0, 0, 0, 0), (1, 1),
                                                1, need_mid_grad, npw, nb, "auto")
     except (ValueError, TypeError) as exc:
         raise _renamed(exc, op, "pointwise", "w_pointwise") from None
@@ -164,7 +164,7 @@ def sepconv2d_1d(x, w_col, w_row, bias=None, stride=1, padding=0, dilation=1):
     x, w_col, w_row, stride, pad, dilation = _sep1d_args(x, w_col, w_row, stride, padding,
                                                          dilation, op)
     b = None if bias is None else as_array(bias, op, "bias")
-    return _cpu.sepconv2d_1d_forward(x, w_col, w_row, b, stride, pad, dilation)
+    return native(x).sepconv2d_1d_forward(x, w_col, w_row, b, stride, pad, dilation)
 
 
 def sepconv2d_1d_backward(dy, x, w_col, w_row, stride=1, padding=0, dilation=1,
@@ -175,7 +175,7 @@ def sepconv2d_1d_backward(dy, x, w_col, w_row, stride=1, padding=0, dilation=1,
                                                          dilation, op)
     dy = as_array(dy, op, "dy")
     flags = need_flags(need, ("x", "w_col", "w_row", "b"), op)
-    return _cpu.sepconv2d_1d_backward(dy, x, w_col, w_row, stride, pad, dilation, *flags)
+    return native(x).sepconv2d_1d_backward(dy, x, w_col, w_row, stride, pad, dilation, *flags)
 
 
 # ---- rank-1 factoring -----------------------------------------------------------------------

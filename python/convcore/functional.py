@@ -5,6 +5,7 @@ Every op has a backward that returns the gradients asked for in `need` (None for
 Shapes are validated once in the native layer (csrc/common) and errors name the argument.
 """
 from . import _cpu
+from ._gpu import native
 from ._args import (as_array, as_int, check_ndim, need_flags, padding1d, padding4, pair, shape4,
                     single)
 from ._separable import *  # noqa: F401,F403  (depthwise, separable, sepconv2d_1d, rank1_factor)
@@ -61,7 +62,7 @@ def _conv2d(x, w, bias, stride, padding, dilation, groups, algo, op):
     """conv2d, with errors naming `op` (conv1d runs through here over (N, C, 1, L))."""
     x, w, stride, pad, dilation, groups = _conv_args(x, w, stride, padding, dilation, groups, op)
     b = None if bias is None else as_array(bias, op, "bias")
-    return _cpu.conv2d_forward(x, w, b, stride, pad, dilation, groups, _check_algo(algo, op), op)
+    return native(x).conv2d_forward(x, w, b, stride, pad, dilation, groups, _check_algo(algo, op), op)
 
 
 def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, *,
@@ -75,7 +76,7 @@ def _conv2d_backward(dy, x, w, stride, padding, dilation, groups, need, algo, op
     x, w, stride, pad, dilation, groups = _conv_args(x, w, stride, padding, dilation, groups, op)
     dy = as_array(dy, op, "dy")
     nx, nw, nb = need_flags(need, ("x", "w", "b"), op)
-    return _cpu.conv2d_backward(dy, x, w, stride, pad, dilation, groups, nx, nw, nb,
+    return native(x).conv2d_backward(dy, x, w, stride, pad, dilation, groups, nx, nw, nb,
                                 _check_algo(algo, op), op)
 
 
@@ -151,7 +152,7 @@ def conv_transpose2d(x, w, bias=None, stride=1, padding=0, output_padding=0, dil
     args = _transpose_args(x, w, stride, padding, output_padding, dilation, groups, op)
     b = None if bias is None else as_array(bias, op, "bias")
     x, w, stride, pad, out_pad, dilation, groups = args
-    return _cpu.conv_transpose2d_forward(x, w, b, stride, pad, out_pad, dilation, groups,
+    return native(x).conv_transpose2d_forward(x, w, b, stride, pad, out_pad, dilation, groups,
                                          _check_algo(algo, op))
 
 
@@ -163,7 +164,7 @@ def conv_transpose2d_backward(dy, x, w, stride=1, padding=0, output_padding=0, d
         x, w, stride, padding, output_padding, dilation, groups, op)
     dy = as_array(dy, op, "dy")
     nx, nw, nb = need_flags(need, ("x", "w", "b"), op)
-    return _cpu.conv_transpose2d_backward(dy, x, w, stride, pad, out_pad, dilation, groups,
+    return native(x).conv_transpose2d_backward(dy, x, w, stride, pad, out_pad, dilation, groups,
                                           nx, nw, nb, _check_algo(algo, op))
 
 
@@ -179,7 +180,7 @@ def im2col(x, kh, kw, stride=1, padding=0, dilation=1):
     stride = pair(stride, op, "stride")
     dilation = pair(dilation, op, "dilation")
     pad = padding4(padding, (kh, kw), stride, dilation, op)
-    return _cpu.im2col(x, kh, kw, stride, pad, dilation)
+    return native(x).im2col(x, kh, kw, stride, pad, dilation)
 
 
 def col2im(col, input_shape, kh, kw, stride=1, padding=0, dilation=1):
@@ -192,4 +193,4 @@ def col2im(col, input_shape, kh, kw, stride=1, padding=0, dilation=1):
     stride = pair(stride, op, "stride")
     dilation = pair(dilation, op, "dilation")
     pad = padding4(padding, (kh, kw), stride, dilation, op)
-    return _cpu.col2im(col, shape, kh, kw, stride, pad, dilation)
+    return native(col).col2im(col, shape, kh, kw, stride, pad, dilation)

@@ -12,6 +12,12 @@ layer sees it). Inputs of another dtype are promoted the way NumPy would promote
 (float32 data with the book's float64 weights computes in float64), because the native ops
 refuse mixed dtypes rather than change precision silently.
 
+CuPy arrays work too (the book's sequel runs its layers on CuPy): the convolution and pooling
+layers call the same functional ops, which run convcore's CUDA kernels on GPU arrays, and the
+elementwise code uses the input's array namespace (numpy or cupy). Parameters must then be
+CuPy arrays as well, e.g. `net.params[k] = cupy.asarray(v)` for every key; Dropout still draws
+its masks from np.random (so np.random.seed reproduces a run) and copies them to the GPU.
+
 Where the book's conventions differ from the functional API (PyTorch's), the layer translates:
 book max pooling pads with zeros and sends ties to the first maximum; the functional
 `max_pool2d` pads with -inf, so `Pooling` zero-pads itself and then pools with padding 0.
@@ -19,6 +25,7 @@ book max pooling pads with zeros and sends ties to the first maximum; the functi
 import numpy as np
 
 from . import functional as F
+from ._gpu import array_namespace, is_gpu_array
 
 __all__ = [
     "Convolution", "Pooling", "Relu", "Sigmoid", "Affine", "Dropout", "BatchNormalization",
@@ -30,7 +37,8 @@ __all__ = [
 
 def _float_dtype(*arrays):
     """The dtype NumPy arithmetic would give these arrays, narrowed to what the kernels take."""
-    dtype = np.result_type(*arrays)
+    # GPU arrays take part through their dtypes (NumPy cannot convert them)
+    dtype = np.result_type(*(a.dtype if is_gpu_array(a) else a for a in arrays))
     if dtype == np.float32 or dtype == np.float64:
         return dtype
     if dtype == np.float16:
@@ -39,6 +47,8 @@ def _float_dtype(*arrays):
 
 
 def _as(arr, dtype):
+    if is_gpu_array(arr):
+        return arr if arr.dtype == dtype else arr.astype(dtype)
     return np.asarray(arr, dtype=dtype)
 
 
@@ -332,7 +342,7 @@ class Pooling(Layer):
         if self.pad:
             p = self.pad
             dxp = dxp[:, :, p:dxp.shape[2] - p, p:dxp.shape[3] - p]
-        return np.ascontiguousarray(dxp)
+        return array_namespace(dxp).ascontiguousarray(dxp)
 
     @property
     def arg_max(self):
@@ -393,9 +403,8 @@ class Relu(Layer):
         self._mask_set_by_user = False
         if _is_float_ndarray(x):
             self.out = F.relu(x)
-        else:
-            x = np.asarray(x)
-            self.out = np.where(x <= 0, x.dtype.type(0), x)
+        else:  # CuPy arrays, integer input
+            self.out = array_namespace(x).where(x <= 0, x.dtype.type(0), x)
         return self.out
 
     def backward(self, dout):
@@ -403,7 +412,7 @@ class Relu(Layer):
         if (not self._mask_set_by_user and _is_float_ndarray(dout)
                 and dout.dtype == self.out.dtype and dout.shape == self.out.shape):
             return F.relu_backward(dout, self.out)
-        return np.where(self.mask, np.asarray(dout).dtype.type(0), dout)
+        return array_namespace(dout).where(self.mask, dout.dtype.type(0), dout)
 
 
 class Sigmoid(Layer):
@@ -462,7 +471,7 @@ class Dropout(Layer):
 
     def forward(self, x, train_flg=True):
         if train_flg:
-            self.mask = self._draw_mask(x.shape)
+            self.mask = array_namespace(x).asarray(self._draw_mask(x.shape))
             return x * self.mask
         return x * (1.0 - self.dropout_ratio)
 
@@ -568,7 +577,8 @@ def cross_entropy_error(y, t):
     if t.size == y.size:
         t = t.argmax(axis=1)
     batch_size = y.shape[0]
-    return -np.sum(np.log(y[np.arange(batch_size), t] + 1e-7)) / batch_size
+    rows = array_namespace(y).arange(batch_size)
+    return -np.sum(np.log(y[rows, t] + 1e-7)) / batch_size
 
 
 class SoftmaxWithLoss(Layer):
@@ -590,7 +600,7 @@ class SoftmaxWithLoss(Layer):
             dx = y - np.reshape(self.t, y.shape)
         else:
             dx = y.copy()
-            dx[np.arange(batch_size), np.reshape(self.t, -1)] -= 1
+            dx[array_namespace(dx).arange(batch_size), np.reshape(self.t, -1)] -= 1
         return (dx * (dout / batch_size)).reshape(self.y.shape)
 
 

@@ -1,0 +1,132 @@
+"""convcore.functional run on GPU arrays, for reusing the CPU tests' bodies on the CUDA backend.
+
+`GpuFunctional(to_device, to_host, device_type)` behaves like convcore.functional, except that
+every NumPy argument is moved to the device first and every result must come back as
+`device_type` (the caller's array type) before it is brought to the host, so the CPU tests'
+assertions apply unchanged. test_cuda.py uses it with CuPy and torch on a real GPU;
+test_cuda_emulated.py with host arrays dressed as device arrays on the CPU emulator.
+"""
+import numpy as np
+
+import convcore.functional as F
+
+HOST_ONLY = {"select_algo", "rank1_factor"}  # functional helpers that never touch the GPU
+
+
+class GpuFunctional:
+    def __init__(self, to_device, to_host, device_type):
+        self.to_device, self.to_host, self.device_type = to_device, to_host, device_type
+        self.calls = 0
+
+    def _in(self, value):
+        return self.to_device(value) if isinstance(value, np.ndarray) else value
+
+    def _out(self, value):
+        if value is None:
+            return None
+        if isinstance(value, tuple):
+            return tuple(self._out(v) for v in value)
+        assert isinstance(value, self.device_type), \
+            f"a GPU call returned {type(value).__name__}, not {self.device_type.__name__}"
+        return self.to_host(value)
+
+    def __getattr__(self, name):
+        fn = getattr(F, name)
+        if name in HOST_ONLY or not callable(fn):
+            return fn
+
+        def on_gpu(*args, **kwargs):
+            self.calls += 1
+            result = fn(*(self._in(a) for a in args), **{k: self._in(v) for k, v in kwargs.items()})
+            return self._out(result)
+        return on_gpu
+
+
+def _no_isa(level):
+    """The CPU pool tests set an ISA per path; a GPU has one path."""
+
+
+def _max_pool_hand_made_indices(rng, pool):
+    """Indices anywhere in the plane (not each window's own argmax): the per-plane scatter path."""
+    import reference_pool as R
+    from cases import randn
+    from reference import assert_close
+
+    case = pool.random_pool_case(rng)
+    x = randn(rng, case.x_shape, np.float32)
+    kw = pool._max_kwargs(case)
+    y = pool.F.max_pool2d(x, **kw)
+    idx = rng.integers(0, case.h * case.w, size=y.shape).astype(np.int64)
+    dy = randn(rng, y.shape, np.float32)
+    got = pool.F.max_pool2d_backward(dy, x, indices=idx, **kw)
+    assert_close(got, R.scatter_to_argmax(dy, idx, x.shape), f"hand-made indices {case}", 1e-5)
+
+
+def op_runners():
+    """name -> (the CPU test module whose F is swapped, run(rng, case_id)): one random case of
+    an op family, forward and backward, checked against the float64 references by that module's
+    own case runner."""
+    import test_conv1d as conv1d
+    import test_conv2d as conv2d
+    import test_conv_transpose as transpose
+    import test_im2col as im2col
+    import test_pool as pool
+    import test_separable as separable
+    from cases import random_conv_case
+
+    f32, f64 = np.float32, np.float64
+    return {
+        "conv2d": (conv2d, lambda rng, i: conv2d._run_case(rng, random_conv_case(rng), f32)),
+        "conv2d_float64": (conv2d, lambda rng, i: conv2d._run_case(rng, random_conv_case(rng), f64)),
+        "conv2d_depthwise": (conv2d, lambda rng, i: conv2d._run_case(
+            rng, random_conv_case(rng, depthwise=True), f32)),
+        "conv2d_exact_small_integers": (
+            conv2d, lambda rng, i: conv2d.test_algorithms_agree_exactly_on_small_integers(rng, i)),
+        "conv2d_finite_differences": (
+            conv2d, lambda rng, i: conv2d.test_conv2d_finite_differences_float64(rng, i)),
+        "conv1d": (conv1d, lambda rng, i: conv1d._run(rng, conv1d.random_conv1d_case(rng), f32)),
+        "conv1d_float64": (conv1d, lambda rng, i: conv1d._run(rng, conv1d.random_conv1d_case(rng), f64)),
+        "conv_transpose2d": (transpose, lambda rng, i: transpose._run(
+            rng, transpose.random_transpose_case(rng), f32)),
+        "conv_transpose2d_float64": (transpose, lambda rng, i: transpose._run(
+            rng, transpose.random_transpose_case(rng), f64)),
+        "conv_transpose2d_exact_small_integers": (
+            transpose,
+            lambda rng, i: transpose.test_conv_transpose2d_algorithms_agree_exactly_on_small_integers(rng, i)),
+        "im2col_col2im": (im2col, lambda rng, i: im2col._run(rng, im2col.random_im2col_case(rng), f32)),
+        "im2col_col2im_float64": (im2col, lambda rng, i: im2col._run(
+            rng, im2col.random_im2col_case(rng), f64)),
+        "sepconv2d_1d": (separable, lambda rng, i: separable._run_sep1d(
+            rng, separable.random_sep1d_case(rng), f32)),
+        "sepconv2d_1d_float64": (separable, lambda rng, i: separable._run_sep1d(
+            rng, separable.random_sep1d_case(rng), f64)),
+        "sepconv2d_1d_need_subsets": (separable, lambda rng, i: separable.test_sepconv2d_1d_need_subsets(rng)),
+        "separable_conv2d": (separable, lambda rng, i: separable._run_separable(rng, f32)),
+        "separable_conv2d_float64": (separable, lambda rng, i: separable._run_separable(rng, f64)),
+        "max_pool2d": (pool, lambda rng, i: pool._check_max(rng, pool.random_pool_case(rng), f32, _no_isa)),
+        "max_pool2d_float64": (pool, lambda rng, i: pool._check_max(
+            rng, pool.random_pool_case(rng), f64, _no_isa)),
+        "avg_pool2d": (pool, lambda rng, i: pool._check_avg(
+            rng, pool.random_pool_case(rng, dilation=False), f32, _no_isa)),
+        "avg_pool2d_float64": (pool, lambda rng, i: pool._check_avg(
+            rng, pool.random_pool_case(rng, dilation=False), f64, _no_isa)),
+        "adaptive_avg_pool2d": (pool, lambda rng, i: pool._check_adaptive_avg(rng, f32)),
+        "adaptive_avg_pool2d_float64": (pool, lambda rng, i: pool._check_adaptive_avg(rng, f64)),
+        "adaptive_max_pool2d": (pool, lambda rng, i: pool.test_adaptive_max_pool2d_random(rng, i)),
+        "max_pool2d_hand_made_indices": (pool, lambda rng, i: _max_pool_hand_made_indices(rng, pool)),
+    }
+
+
+def parametrize_ops(counts):
+    """pytest parameters (op name, case id) for the given number of cases per op."""
+    unknown = set(counts) - set(op_runners())
+    assert not unknown, unknown
+    return [(name, i) for name, n in counts.items() for i in range(n)]
+
+
+def run_op_case(monkeypatch, gpu, name, rng, case_id):
+    """Runs one case of `name` with its module's F swapped for `gpu`."""
+    module, run = op_runners()[name]
+    monkeypatch.setattr(module, "F", gpu)
+    run(rng, case_id)
+    assert gpu.calls > 0

@@ -1,0 +1,115 @@
+"""The CUDA backend's code on the CPU emulator: the same kernels, bindings and Python dispatch
+as on a GPU, run by csrc/cuda/emulate (a CPU stand-in for the CUDA runtime, built with
+-DCONVCORE_CUDA_EMULATE=ON). Device arrays are host arrays behind __cuda_array_interface__.
+
+This catches indexing, tiling, dispatch and boundary bugs where no GPU exists; it says nothing
+about GPU-only behaviour (memory model, streams, real launch limits, speed), which
+test_cuda.py covers on a real GPU. Skipped unless convcore._cuda is the emulated build.
+"""
+import numpy as np
+import pytest
+
+import convcore
+import convcore.functional as F
+
+_INFO = convcore.backends()["cuda"]
+pytestmark = pytest.mark.skipif(not _INFO.get("emulated", False),
+                                reason="convcore._cuda is not the CPU-emulated build")
+
+from cases import randn, random_conv_case  # noqa: E402
+from gpu_functional import GpuFunctional, parametrize_ops, run_op_case  # noqa: E402
+
+
+class EmuArray:
+    """A host array presented as device memory (what the emulated _cuda reads)."""
+
+    def __init__(self, array):
+        self.array = array
+
+    @property
+    def shape(self):
+        return self.array.shape
+
+    @property
+    def dtype(self):
+        return self.array.dtype
+
+    @property
+    def ndim(self):
+        return self.array.ndim
+
+    @property
+    def __cuda_array_interface__(self):
+        a = self.array
+        return {"shape": a.shape, "typestr": a.dtype.str, "data": (a.ctypes.data, False),
+                "strides": None if a.flags.c_contiguous else a.strides, "version": 3}
+
+    def __getitem__(self, index):
+        return EmuArray(self.array[index])
+
+    def astype(self, dtype):
+        return EmuArray(self.array.astype(dtype))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _emulated_arrays():
+    """Outputs of EmuArray calls are EmuArrays; NaN-poisoned like every test output."""
+    from convcore import _cuda, _gpu
+    _gpu.cuda_module("test", "x")  # installs the default hooks, which these replace
+    _cuda._set_array_hooks(lambda like, shape, dtype: EmuArray(np.empty(shape, dtype)),
+                           lambda like: 0)
+    _cuda._set_debug_poison(True)
+    yield
+    _cuda._set_debug_poison(False)
+    _cuda._set_array_hooks(_gpu.empty, _gpu.stream_of)
+
+
+def _emulated_functional():
+    return GpuFunctional(lambda a: EmuArray(np.array(a)), lambda e: np.array(e.array), EmuArray)
+
+
+# fewer cases than on a GPU: the emulator runs every CUDA thread as a fiber on one CPU core
+OP_CASES = {
+    "conv2d": 8, "conv2d_float64": 3, "conv2d_depthwise": 4, "conv2d_exact_small_integers": 4,
+    "conv1d": 4, "conv_transpose2d": 6, "conv_transpose2d_exact_small_integers": 2,
+    "im2col_col2im": 4, "sepconv2d_1d": 4, "sepconv2d_1d_need_subsets": 1, "separable_conv2d": 4,
+    "max_pool2d": 6, "max_pool2d_float64": 2, "avg_pool2d": 6, "adaptive_avg_pool2d_float64": 3,
+    "adaptive_max_pool2d": 4, "max_pool2d_hand_made_indices": 3,
+}
+
+
+@pytest.mark.parametrize("op,case_id", parametrize_ops(OP_CASES))
+def test_op_against_reference(rng, monkeypatch, op, case_id):
+    run_op_case(monkeypatch, _emulated_functional(), op, rng, case_id)
+
+
+def test_conv2d_larger_than_one_gemm_tile(rng, monkeypatch):
+    """K, C*kh*kw and positions past the 64x64x16 GEMM tile, with a 2-image batch."""
+    import test_conv2d
+    monkeypatch.setattr(test_conv2d, "F", _emulated_functional())
+    case = random_conv_case(rng)
+    case.n, case.c, case.h, case.w, case.k, case.groups = 2, 4, 11, 13, 66, 1
+    case.kh, case.kw, case.stride, case.dilation, case.pads = 3, 3, (1, 1), (1, 1), (1, 1, 1, 1)
+    test_conv2d._run_case(rng, case, np.float32)
+
+
+def test_pool_indices_out_of_range(rng):
+    x = randn(rng, (1, 2, 6, 6), np.float32)
+    bad = np.zeros((1, 2, 3, 3), np.int64)
+    bad[0, 1, 2, 0] = 36
+    with pytest.raises(ValueError, match="indices must lie in"):
+        F.max_pool2d_backward(EmuArray(np.ones((1, 2, 3, 3), np.float32)), EmuArray(x), 2,
+                              indices=EmuArray(bad))
+
+
+def test_boundary_errors(rng):
+    x = EmuArray(randn(rng, (1, 2, 5, 5), np.float32))
+    w = randn(rng, (3, 2, 3, 3), np.float32)
+    with pytest.raises(TypeError, match="w must be a GPU array"):
+        F.conv2d(x, w)
+    with pytest.raises(TypeError, match="mixed dtypes"):
+        F.conv2d(x, EmuArray(w.astype(np.float64)))
+    with pytest.raises(ValueError, match="groups"):
+        F.conv2d(x, EmuArray(w), groups=3)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        F.conv2d(EmuArray(randn(rng, (1, 2, 5, 10), np.float32)[:, :, :, ::2]), EmuArray(w))
