@@ -49,10 +49,11 @@ int64_t conv_workspace_bytes(ConvAlgo algo, const ConvParams& p, int64_t elem_by
     // one column matrix per thread (none for pointwise), plus per-thread weight-gradient partials
     const double cols = p.is_pointwise() ? 0.0 : t * ckk * double(p.out_h) * double(p.out_w);
     elems = cols + (t - 1) * double(p.k) * ckk;
-    if (elem_bytes == 4) {  // float forward (implicit GEMM): a padded copy of x, the packed weights
+    if (elem_bytes == 4) {  // float (implicit GEMM): a padded copy of x, the packed weights,
+                            // and one weight-gradient partial per thread
       const double hp = double(p.h + p.pad_top + p.pad_bottom), wp = double(p.w + p.pad_left + p.pad_right);
       const double padded = (hp == p.h && wp == p.w) ? 0.0 : double(p.n) * double(p.c) * hp * wp;
-      elems = std::max(elems, padded + double(p.k + 16 * p.groups) * ckk);
+      elems = std::max(elems, padded + double(p.k + 16 * p.groups) * ckk + t * double(p.k) * ckk);
     }
   } else if (algo == ConvAlgo::Depthwise) {
     elems = t * double(p.h + p.pad_top + p.pad_bottom) * double(p.w + p.pad_left + p.pad_right);
