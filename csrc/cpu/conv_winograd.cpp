@@ -172,11 +172,19 @@ void forward(const ConvParams& p, const T* x, const T* w, const T* bias, T* y) {
     for (int e = 0; e < E; ++e) u[size_t(e * p.k * p.c + kc)] = T(t[e]);
   }
 
+  // Threads take whole chunks (transforms and GEMMs on one thread, its own buffers): one
+  // parallel region for the call instead of three barriers per chunk, which an oversubscribed
+  // machine makes very expensive. Every output element is still written by one thread.
+  const int64_t chunks = (total + chunk - 1) / chunk;
+#pragma omp parallel num_threads(num_threads())
+  {
   std::unique_ptr<T[]> v(new T[size_t(E * p.c * chunk)]), mm(new T[size_t(E * p.k * chunk)]);
   // (image, tile row, tile column) of every tile of a chunk, counted up once per chunk: the
   // transform loops run per channel and must not divide per tile
   std::vector<TileOrigin> origin(static_cast<size_t>(chunk));
-  for (int64_t t0 = 0; t0 < total; t0 += chunk) {
+#pragma omp for schedule(dynamic, 1)
+  for (int64_t ci = 0; ci < chunks; ++ci) {
+    const int64_t t0 = ci * chunk;
     const int64_t count = std::min(chunk, total - t0), blocks = (count + kLanes - 1) / kLanes;
     {
       TileOrigin o{t0 / tiles_per_image, (t0 % tiles_per_image) / tiles_w * M,
@@ -190,7 +198,6 @@ void forward(const ConvParams& p, const T* x, const T* w, const T* bias, T* y) {
       }
     }
     // input tiles -> V[e][c][i]
-#pragma omp parallel for collapse(2) schedule(static) num_threads(num_threads())
     for (int64_t c = 0; c < p.c; ++c)
       for (int64_t blk = 0; blk < blocks; ++blk) {
         // gathered as plain scalars (lane q of element (a, b) at dd[a][b][q]) and then loaded
@@ -234,12 +241,10 @@ void forward(const ConvParams& p, const T* x, const T* w, const T* bias, T* y) {
         }
       }
     // M[e] (K x count) = U[e] (K x C) * V[e] (C x count)
-#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads())
     for (int e = 0; e < E; ++e)
       gemm<T>(false, false, p.k, count, p.c, T(1), u.get() + e * p.k * p.c, p.c,
               v.get() + e * p.c * count, count, T(0), mm.get() + e * p.k * count, count);
     // M tiles -> output blocks
-#pragma omp parallel for collapse(2) schedule(static) num_threads(num_threads())
     for (int64_t k = 0; k < p.k; ++k)
       for (int64_t blk = 0; blk < blocks; ++blk) {
         Lanes<T> m[A][A], out[M][M];
@@ -263,6 +268,7 @@ void forward(const ConvParams& p, const T* x, const T* w, const T* bias, T* y) {
         }
       }
   }
+  }  // omp parallel
 }
 
 // One tile through the lane transforms (the tile in every lane), for the test hooks.
