@@ -90,63 +90,43 @@ struct LanesOf<double> {
 template <typename T>
 using Lanes = typename LanesOf<T>::type;
 
-// v = B^T d B on kLanes tiles at once. The loops are unrolled completely so every coefficient
-// is a compile-time constant: the 0 entries vanish and nothing is converted at run time.
-template <int M, typename T>
-inline void input_tiles(const Lanes<T> (&d)[Matrices<M>::alpha][Matrices<M>::alpha],
-                        Lanes<T> (&v)[Matrices<M>::alpha][Matrices<M>::alpha]) {
-  using Mx = Matrices<M>;
-  constexpr int A = Mx::alpha;
-  Lanes<T> t[A][A];
+// y = P x P^T on kLanes tiles at once, P (R x A) one of the constant matrices (a template
+// argument, so with the loops unrolled completely every coefficient is a compile-time constant:
+// the 0 entries vanish and nothing is converted at run time). The input transform is P = B^T,
+// the output transform P = A^T.
+template <int R, int A, const double (&P)[R][A], typename T>
+inline void sandwich(const Lanes<T> (&x)[A][A], Lanes<T> (&y)[R][R]) {
+  Lanes<T> t[R][A];
 #pragma GCC unroll 8
-  for (int i = 0; i < A; ++i)
+  for (int i = 0; i < R; ++i)
 #pragma GCC unroll 8
     for (int j = 0; j < A; ++j) {
       Lanes<T> s = {};
 #pragma GCC unroll 8
       for (int l = 0; l < A; ++l)
-        if (Mx::BT[i][l] != 0) s += T(Mx::BT[i][l]) * d[l][j];
+        if (P[i][l] != 0) s += T(P[i][l]) * x[l][j];
       t[i][j] = s;
     }
 #pragma GCC unroll 8
-  for (int i = 0; i < A; ++i)
+  for (int i = 0; i < R; ++i)
 #pragma GCC unroll 8
-    for (int j = 0; j < A; ++j) {
+    for (int j = 0; j < R; ++j) {
       Lanes<T> s = {};
 #pragma GCC unroll 8
       for (int l = 0; l < A; ++l)
-        if (Mx::BT[j][l] != 0) s += t[i][l] * T(Mx::BT[j][l]);
-      v[i][j] = s;
+        if (P[j][l] != 0) s += t[i][l] * T(P[j][l]);
+      y[i][j] = s;
     }
 }
 
-// y = A^T m A on kLanes tiles at once.
 template <int M, typename T>
-inline void output_tiles(const Lanes<T> (&m)[Matrices<M>::alpha][Matrices<M>::alpha],
-                         Lanes<T> (&y)[M][M]) {
-  using Mx = Matrices<M>;
-  constexpr int A = Mx::alpha;
-  Lanes<T> t[M][A];
-#pragma GCC unroll 8
-  for (int i = 0; i < M; ++i)
-#pragma GCC unroll 8
-    for (int j = 0; j < A; ++j) {
-      Lanes<T> s = {};
-#pragma GCC unroll 8
-      for (int l = 0; l < A; ++l)
-        if (Mx::AT[i][l] != 0) s += T(Mx::AT[i][l]) * m[l][j];
-      t[i][j] = s;
-    }
-#pragma GCC unroll 8
-  for (int i = 0; i < M; ++i)
-#pragma GCC unroll 8
-    for (int j = 0; j < M; ++j) {
-      Lanes<T> s = {};
-#pragma GCC unroll 8
-      for (int l = 0; l < A; ++l)
-        if (Mx::AT[j][l] != 0) s += t[i][l] * T(Mx::AT[j][l]);
-      y[i][j] = s;
-    }
+inline void input_tiles(const Lanes<T> (&d)[M + 2][M + 2], Lanes<T> (&v)[M + 2][M + 2]) {
+  sandwich<M + 2, M + 2, Matrices<M>::BT, T>(d, v);
+}
+
+template <int M, typename T>
+inline void output_tiles(const Lanes<T> (&m)[M + 2][M + 2], Lanes<T> (&y)[M][M]) {
+  sandwich<M, M + 2, Matrices<M>::AT, T>(m, y);
 }
 
 // Where a tile's output block starts.
