@@ -132,3 +132,14 @@ def test_auto_picks_winograd_only_where_measured_faster_and_within_bound(rng):
                                   F.conv2d(x, w, padding=1, algo="winograd_4x4"))
     x1, w1 = x[:, :4].copy(), w[:, :4].copy()
     np.testing.assert_array_equal(F.conv2d(x1, w1, padding=1), F.conv2d(x1, w1, padding=1, algo="im2col"))
+
+
+def test_bench_error_table_and_rows():
+    from convcore.bench import winograd as W
+    table = W.error_table(channels=(8,), trials=1)
+    assert set(table) == {("float32", 8), ("float64", 8)}
+    assert table[("float32", 8)]["winograd_2x2"] <= TOL32["winograd_2x2"]
+    assert table[("float32", 8)]["winograd_4x4"] <= TOL32["winograd_4x4"]
+    assert table[("float64", 8)]["winograd_4x4"] <= TOL64
+    names = [name for name, _ in W.winograd_rows()]
+    assert "vgg.3x3.128" in names and "r50.3x3.64" in names and "r50.stem" not in names
