@@ -85,9 +85,10 @@ def test_many_channels_within_the_documented_bound(rng, algo):
 
 
 def test_large_batch_runs_in_chunks(rng):
-    """Enough tiles for several transform chunks (8M elements of V and M)."""
-    x = randn(rng, (6, 96, 60, 60), np.float32)
-    w = randn(rng, (96, 96, 3, 3), np.float32)
+    """Many more tiles than one chunk holds (at least 64, about 1 MB of V and M): chunks spread
+    over threads, partial last chunk, chunks that start mid-image."""
+    x = randn(rng, (3, 24, 37, 41), np.float32)
+    w = randn(rng, (40, 24, 3, 3), np.float32)
     ref = ref_conv2d(x, w, None, (1, 1), (1, 1, 1, 1))
     for algo in TILES:
         assert_close(F.conv2d(x, w, padding=1, algo=algo), ref, algo, TOL32[algo])
@@ -117,3 +118,28 @@ def test_unsupported_shapes_are_refused_by_name(kwargs, fragment, algo):
     with pytest.raises(ValueError) as info:
         F.conv2d(x, w, algo=algo, **kwargs)
     assert fragment in str(info.value) and algo in str(info.value)
+
+
+def test_auto_picks_winograd_only_where_measured_faster_and_within_bound(rng):
+    # float32: F(2x2,3x3) on the large-map row (vgg.3x3.128), im2col on the ResNet-50 rows
+    assert F.select_algo((4, 128, 112, 112), (128, 128, 3, 3), padding=1) == "winograd_2x2"
+    assert F.select_algo((8, 64, 56, 56), (64, 64, 3, 3), padding=1) == "im2col"
+    assert F.select_algo((4, 128, 112, 112), (128, 128, 3, 3), padding=1, stride=2) != "winograd_2x2"
+    # float64: F(4x4,3x3) from 16 channels up, bit-identical to asking for it
+    x = randn(rng, (2, 16, 9, 10), np.float64)
+    w = randn(rng, (8, 16, 3, 3), np.float64)
+    np.testing.assert_array_equal(F.conv2d(x, w, padding=1),
+                                  F.conv2d(x, w, padding=1, algo="winograd_4x4"))
+    x1, w1 = x[:, :4].copy(), w[:, :4].copy()
+    np.testing.assert_array_equal(F.conv2d(x1, w1, padding=1), F.conv2d(x1, w1, padding=1, algo="im2col"))
+
+
+def test_bench_error_table_and_rows():
+    from convcore.bench import winograd as W
+    table = W.error_table(channels=(8,), trials=1)
+    assert set(table) == {("float32", 8), ("float64", 8)}
+    assert table[("float32", 8)]["winograd_2x2"] <= TOL32["winograd_2x2"]
+    assert table[("float32", 8)]["winograd_4x4"] <= TOL32["winograd_4x4"]
+    assert table[("float64", 8)]["winograd_4x4"] <= TOL64
+    names = [name for name, _ in W.winograd_rows()]
+    assert "vgg.3x3.128" in names and "r50.3x3.64" in names and "r50.stem" not in names

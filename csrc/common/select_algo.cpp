@@ -68,6 +68,25 @@ int64_t conv_workspace_bytes(ConvAlgo algo, const ConvParams& p, int64_t elem_by
   return bytes >= 9.0e18 ? kUnlimited : static_cast<int64_t>(bytes);
 }
 
+namespace {
+// Where Winograd beats im2col+GEMM on this project's measurements (bench/RESULTS.md, "Winograd",
+// interleaved medians on 1 and 2 threads) while staying within the error bound documented there;
+// Im2col means "not here".
+ConvAlgo select_winograd(const ConvParams& p, int64_t elem_bytes) {
+  const bool applies = p.kh == 3 && p.kw == 3 && p.stride_h == 1 && p.stride_w == 1 &&
+                       p.dil_h == 1 && p.dil_w == 1 && p.groups == 1;
+  if (!applies) return ConvAlgo::Im2col;
+  // float64: F(4x4,3x3) (error <= 3.5e-14) was 1.6-5.1x faster on every 3x3 row from C=16 up
+  // (book.conv2..6, r50.3x3.*), slower only at C=1 (book.conv1, 0.72x).
+  if (elem_bytes == 8) return p.c >= 16 ? ConvAlgo::WinogradF4 : ConvAlgo::Im2col;
+  // float32: only F(2x2,3x3) is within the 1e-5 bound (F(4x4,3x3) reaches 1.3e-5), and it was
+  // clearly faster only on large maps with many channels: vgg.3x3.128 (1.7x on 1 thread, 1.9x on
+  // 2). On r50.3x3.* it was 0.9-1.4x depending on threads and load, on the book rows 0.4-1.4x.
+  if (p.c >= 64 && p.k >= 64 && p.out_h * p.out_w >= 100 * 100) return ConvAlgo::WinogradF2;
+  return ConvAlgo::Im2col;
+}
+}  // namespace
+
 ConvAlgo select_conv_algo(const ConvParams& p, int64_t elem_bytes, int threads) {
   if (p.is_depthwise()) return ConvAlgo::Depthwise;
   // im2col+GEMM (for float32 the implicit GEMM of cpu/conv_implicit_gemm.cpp) wins once each
@@ -78,6 +97,10 @@ ConvAlgo select_conv_algo(const ConvParams& p, int64_t elem_bytes, int threads) 
   // Over the workspace limit, direct convolution computes the same thing with no buffer.
   if (conv_workspace_bytes(ConvAlgo::Im2col, p, elem_bytes, threads) > max_workspace_bytes())
     return ConvAlgo::Direct;
+  const ConvAlgo winograd = select_winograd(p, elem_bytes);
+  if (winograd != ConvAlgo::Im2col &&
+      conv_workspace_bytes(winograd, p, elem_bytes, threads) <= max_workspace_bytes())
+    return winograd;
   return ConvAlgo::Im2col;
 }
 

@@ -90,63 +90,43 @@ struct LanesOf<double> {
 template <typename T>
 using Lanes = typename LanesOf<T>::type;
 
-// v = B^T d B on kLanes tiles at once. The loops are unrolled completely so every coefficient
-// is a compile-time constant: the 0 entries vanish and nothing is converted at run time.
-template <int M, typename T>
-inline void input_tiles(const Lanes<T> (&d)[Matrices<M>::alpha][Matrices<M>::alpha],
-                        Lanes<T> (&v)[Matrices<M>::alpha][Matrices<M>::alpha]) {
-  using Mx = Matrices<M>;
-  constexpr int A = Mx::alpha;
-  Lanes<T> t[A][A];
+// y = P x P^T on kLanes tiles at once, P (R x A) one of the constant matrices (a template
+// argument, so with the loops unrolled completely every coefficient is a compile-time constant:
+// the 0 entries vanish and nothing is converted at run time). The input transform is P = B^T,
+// the output transform P = A^T.
+template <int R, int A, const double (&P)[R][A], typename T>
+inline void sandwich(const Lanes<T> (&x)[A][A], Lanes<T> (&y)[R][R]) {
+  Lanes<T> t[R][A];
 #pragma GCC unroll 8
-  for (int i = 0; i < A; ++i)
+  for (int i = 0; i < R; ++i)
 #pragma GCC unroll 8
     for (int j = 0; j < A; ++j) {
       Lanes<T> s = {};
 #pragma GCC unroll 8
       for (int l = 0; l < A; ++l)
-        if (Mx::BT[i][l] != 0) s += T(Mx::BT[i][l]) * d[l][j];
+        if (P[i][l] != 0) s += T(P[i][l]) * x[l][j];
       t[i][j] = s;
     }
 #pragma GCC unroll 8
-  for (int i = 0; i < A; ++i)
+  for (int i = 0; i < R; ++i)
 #pragma GCC unroll 8
-    for (int j = 0; j < A; ++j) {
+    for (int j = 0; j < R; ++j) {
       Lanes<T> s = {};
 #pragma GCC unroll 8
       for (int l = 0; l < A; ++l)
-        if (Mx::BT[j][l] != 0) s += t[i][l] * T(Mx::BT[j][l]);
-      v[i][j] = s;
+        if (P[j][l] != 0) s += t[i][l] * T(P[j][l]);
+      y[i][j] = s;
     }
 }
 
-// y = A^T m A on kLanes tiles at once.
 template <int M, typename T>
-inline void output_tiles(const Lanes<T> (&m)[Matrices<M>::alpha][Matrices<M>::alpha],
-                         Lanes<T> (&y)[M][M]) {
-  using Mx = Matrices<M>;
-  constexpr int A = Mx::alpha;
-  Lanes<T> t[M][A];
-#pragma GCC unroll 8
-  for (int i = 0; i < M; ++i)
-#pragma GCC unroll 8
-    for (int j = 0; j < A; ++j) {
-      Lanes<T> s = {};
-#pragma GCC unroll 8
-      for (int l = 0; l < A; ++l)
-        if (Mx::AT[i][l] != 0) s += T(Mx::AT[i][l]) * m[l][j];
-      t[i][j] = s;
-    }
-#pragma GCC unroll 8
-  for (int i = 0; i < M; ++i)
-#pragma GCC unroll 8
-    for (int j = 0; j < M; ++j) {
-      Lanes<T> s = {};
-#pragma GCC unroll 8
-      for (int l = 0; l < A; ++l)
-        if (Mx::AT[j][l] != 0) s += t[i][l] * T(Mx::AT[j][l]);
-      y[i][j] = s;
-    }
+inline void input_tiles(const Lanes<T> (&d)[M + 2][M + 2], Lanes<T> (&v)[M + 2][M + 2]) {
+  sandwich<M + 2, M + 2, Matrices<M>::BT, T>(d, v);
+}
+
+template <int M, typename T>
+inline void output_tiles(const Lanes<T> (&m)[M + 2][M + 2], Lanes<T> (&y)[M][M]) {
+  sandwich<M, M + 2, Matrices<M>::AT, T>(m, y);
 }
 
 // Where a tile's output block starts.
@@ -172,11 +152,19 @@ void forward(const ConvParams& p, const T* x, const T* w, const T* bias, T* y) {
     for (int e = 0; e < E; ++e) u[size_t(e * p.k * p.c + kc)] = T(t[e]);
   }
 
+  // Threads take whole chunks (transforms and GEMMs on one thread, its own buffers): one
+  // parallel region for the call instead of three barriers per chunk, which an oversubscribed
+  // machine makes very expensive. Every output element is still written by one thread.
+  const int64_t chunks = (total + chunk - 1) / chunk;
+#pragma omp parallel num_threads(num_threads())
+  {
   std::unique_ptr<T[]> v(new T[size_t(E * p.c * chunk)]), mm(new T[size_t(E * p.k * chunk)]);
   // (image, tile row, tile column) of every tile of a chunk, counted up once per chunk: the
   // transform loops run per channel and must not divide per tile
   std::vector<TileOrigin> origin(static_cast<size_t>(chunk));
-  for (int64_t t0 = 0; t0 < total; t0 += chunk) {
+#pragma omp for schedule(dynamic, 1)
+  for (int64_t ci = 0; ci < chunks; ++ci) {
+    const int64_t t0 = ci * chunk;
     const int64_t count = std::min(chunk, total - t0), blocks = (count + kLanes - 1) / kLanes;
     {
       TileOrigin o{t0 / tiles_per_image, (t0 % tiles_per_image) / tiles_w * M,
@@ -190,7 +178,6 @@ void forward(const ConvParams& p, const T* x, const T* w, const T* bias, T* y) {
       }
     }
     // input tiles -> V[e][c][i]
-#pragma omp parallel for collapse(2) schedule(static) num_threads(num_threads())
     for (int64_t c = 0; c < p.c; ++c)
       for (int64_t blk = 0; blk < blocks; ++blk) {
         // gathered as plain scalars (lane q of element (a, b) at dd[a][b][q]) and then loaded
@@ -234,12 +221,10 @@ void forward(const ConvParams& p, const T* x, const T* w, const T* bias, T* y) {
         }
       }
     // M[e] (K x count) = U[e] (K x C) * V[e] (C x count)
-#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads())
     for (int e = 0; e < E; ++e)
       gemm<T>(false, false, p.k, count, p.c, T(1), u.get() + e * p.k * p.c, p.c,
               v.get() + e * p.c * count, count, T(0), mm.get() + e * p.k * count, count);
     // M tiles -> output blocks
-#pragma omp parallel for collapse(2) schedule(static) num_threads(num_threads())
     for (int64_t k = 0; k < p.k; ++k)
       for (int64_t blk = 0; blk < blocks; ++blk) {
         Lanes<T> m[A][A], out[M][M];
@@ -263,6 +248,7 @@ void forward(const ConvParams& p, const T* x, const T* w, const T* bias, T* y) {
         }
       }
   }
+  }  // omp parallel
 }
 
 // One tile through the lane transforms (the tile in every lane), for the test hooks.

@@ -56,14 +56,14 @@ def winograd_rows():
     return out
 
 
-def speed_table(reps=7, threads=None):
+def speed_table(reps=7, threads=None, dtype=np.float32):
     """[(row name, shape, {algo: median ms})], each row's algorithms interleaved."""
     if threads:
         convcore.set_num_threads(threads)
     results = []
     for name, case in winograd_rows():
-        x = case.rand(case.n, case.c, case.h, case.w)
-        w = case.rand(case.k, case.c, 3, 3, fan_in=case.c * 9)
+        x = case.rand(case.n, case.c, case.h, case.w).astype(dtype)
+        w = case.rand(case.k, case.c, 3, 3, fan_in=case.c * 9).astype(dtype)
         calls = {a: (lambda a=a: F.conv2d(x, w, padding=case.pad, algo=a)) for a in ALGOS}
         for call in calls.values():
             call()  # warm-up
@@ -99,14 +99,17 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="fewer channels and repetitions")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--no-speed", action="store_true", help="only the error table")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="element type of the speed table")
     args = p.parse_args(argv)
     channels = (4, 64) if args.quick else (4, 16, 64, 256, 512)
     print("max relative error vs the float64 reference (random normal data, 2x16x16 images, 16 "
           "filters, pad 1, worst of 3 trials)")
     print(format_error_table(error_table(channels, trials=1 if args.quick else 3)))
     if not args.no_speed:
-        print(f"\ninterleaved medians, {convcore.get_num_threads() if not args.threads else args.threads} threads")
-        print(format_speed_table(speed_table(reps=3 if args.quick else 7, threads=args.threads)))
+        print(f"\ninterleaved medians, {args.threads or convcore.get_num_threads()} threads, {args.dtype}")
+        print(format_speed_table(speed_table(reps=3 if args.quick else 7, threads=args.threads,
+                                             dtype=np.dtype(args.dtype))))
 
 
 if __name__ == "__main__":
