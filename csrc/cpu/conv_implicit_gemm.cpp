@@ -199,6 +199,7 @@ void conv2d_forward_implicit_f32(const ConvParams& p, const float* x, const floa
       alignas(64) float tile[16 * 32];  // a straddling panel's mr x nr result (ldc = nr)
       std::vector<Segment> segs;
       for (int64_t c0 = first; c0 < last; c0 += chunk_panels) {
+        if (interrupted()) break;  // Ctrl-C: see cpu/parallel.h
         const int64_t panels = std::min(chunk_panels, last - c0);
         const int64_t j0 = c0 * nr, count = std::min(panels * nr, total_cols - j0);
         split_segments(p, in, j0, count, panels, nr, segs);
@@ -361,6 +362,7 @@ void conv2d_backward_weight_implicit_f32(const ConvParams& p, const float* dy, c
       AlignedFloats b_pack(static_cast<size_t>(n_panels * nr * kc));
       std::vector<PositionRun> runs;
       for (int64_t b = first; b < last; ++b) {
+        if (interrupted()) break;  // Ctrl-C: see cpu/parallel.h
         const int64_t p0 = b * kc, kb = std::min(kc, total - p0);
         const bool first_k = b == first;
         split_positions(p, in, p0, kb, runs);
