@@ -114,6 +114,15 @@ def test_sepconv2d_1d_random_float32(rng, case_id):
     _run_sep1d(rng, random_sep1d_case(rng), np.float32)
 
 
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+@pytest.mark.parametrize("case_id", range(20))
+def test_sepconv2d_1d_every_isa(rng, isa, case_id):
+    """The float forward has per-ISA register-blocked builds (stride_w == 1): force each one."""
+    from isa import forced_isa
+    with forced_isa(isa):
+        _run_sep1d(rng, random_sep1d_case(rng), np.float32)
+
+
 @pytest.mark.parametrize("case_id", range(30))
 def test_sepconv2d_1d_random_float64(rng, case_id):
     _run_sep1d(rng, random_sep1d_case(rng), np.float64)

@@ -10,6 +10,9 @@
                                     float* dx);                                                  \
   void depthwise_backward_weight_f32(const ConvParams& p, const float* dy, const float* x,       \
                                      float* dw);                                                 \
+  void depthwise_rank1_forward_f32(const ConvParams& col, const ConvParams& row, const float* x,  \
+                                   const float* w_col, const float* w_row, const float* b,       \
+                                   float* y);                                                    \
   }
 CONVCORE_DECLARE_DEPTHWISE_F32(avx2)
 CONVCORE_DECLARE_DEPTHWISE_F32(avx512)
@@ -23,4 +26,9 @@ CONVCORE_DECLARE_DEPTHWISE_F32(avx512)
                                     float* dx) { dw_impl::dw_backward_input(p, dy, w, dx); }     \
   void depthwise_backward_weight_f32(const ConvParams& p, const float* dy, const float* x,       \
                                      float* dw) { dw_impl::dw_backward_weight(p, dy, x, dw); }   \
+  void depthwise_rank1_forward_f32(const ConvParams& col, const ConvParams& row, const float* x,  \
+                                   const float* w_col, const float* w_row, const float* b,       \
+                                   float* y) {                                                   \
+    dw_impl::dw_forward_rank1(col, row, x, w_col, w_row, b, y);                                  \
+  }                                                                                              \
   }

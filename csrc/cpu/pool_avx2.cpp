@@ -38,6 +38,15 @@ inline Vec load_even(const float* p) {
   return __builtin_shuffle(vload(p), vload(p + kVL), even);
 }
 
+// Lanes p[i*stride]; stride 2 reads one element past the last lane (see vector_outputs).
+inline Vec load_strided(const float* p, int64_t stride) {
+  if (stride == 1) return vload(p);
+  if (stride == 2) return load_even(p);
+  Vec v;
+  for (int i = 0; i < kVL; ++i) v[i] = p[i * stride];
+  return v;
+}
+
 // PyTorch's max rule, lane by lane: v replaces best when v > best or v is NaN.
 inline IVec takes(Vec v, Vec best) { return (v > best) | (v != v); }
 inline Vec max_rule(Vec v, Vec best) { return takes(v, best) ? v : best; }
@@ -94,15 +103,7 @@ void separable_row(const PoolRowF32& r, float divisor, float* y) {
   for (int64_t o = 0; o < r.count; o += kVL) {
     Vec acc;
     for (int64_t kx = 0; kx < r.kw; ++kx) {
-      const float* src = buf + o * r.stride_w + kx * r.dil_w;
-      Vec v;
-      if (r.stride_w == 1) {
-        v = vload(src);
-      } else if (r.stride_w == 2) {
-        v = load_even(src);
-      } else {
-        for (int i = 0; i < kVL; ++i) v[i] = src[i * r.stride_w];
-      }
+      const Vec v = load_strided(buf + o * r.stride_w + kx * r.dil_w, r.stride_w);
       acc = kx == 0 ? v : (kMax ? max_rule(v, acc) : acc + v);
     }
     if (!kMax) acc = acc / vdivisor;  // a division, as the portable path and the reference do
@@ -131,15 +132,7 @@ void f32_maxpool_row(const PoolRowF32& r, float* y, int64_t* idx) {
       const int64_t row_start = (r.first_row + ry * r.dil_h) * r.width;
       for (int64_t kx = 0; kx < r.kw; ++kx) {
         const int64_t col = block_col + kx * r.dil_w;
-        const float* src = r.plane + row_start + col;
-        Vec v;
-        if (r.stride_w == 1) {
-          v = vload(src);
-        } else if (r.stride_w == 2) {
-          v = load_even(src);
-        } else {
-          for (int i = 0; i < kVL; ++i) v[i] = src[i * r.stride_w];
-        }
+        const Vec v = load_strided(r.plane + row_start + col, r.stride_w);
         const IVec at = lane_cols + static_cast<int32_t>(row_start + col);
         // The first tap is taken whatever it holds (see pool_avx512.cpp).
         const IVec take = (ry == 0 && kx == 0) ? IVec{} - 1 : takes(v, best);

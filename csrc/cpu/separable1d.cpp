@@ -4,12 +4,15 @@
 #include "cpu/separable1d.h"
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "common/errors.h"
 #include "common/shapes.h"
 #include "cpu/conv.h"
 #include "cpu/conv_taps.h"
+#include "cpu/cpu_features.h"
+#include "cpu/depthwise_isa.h"
 #include "cpu/parallel.h"
 
 namespace convcore::cpu {
@@ -165,6 +168,17 @@ void column_backward_weight_row(const ConvParams& p, const T* __restrict grad_ro
 template <typename T>
 void separable1d_forward(const Separable1dParams& sp, const T* x, const T* w_col, const T* w_row,
                          const T* bias, T* y) {
+  if constexpr (std::is_same_v<T, float>) {
+    // Register-blocked per-ISA build (depthwise_impl.inc): the loops below are compiled for
+    // baseline x86-64 only and would lose to our own AVX2/AVX-512 2-D depthwise kernel.
+    if (sp.row.stride_w == 1) {
+      switch (active_isa()) {
+        case Isa::Avx512: return avx512::depthwise_rank1_forward_f32(sp.col, sp.row, x, w_col, w_row, bias, y);
+        case Isa::Avx2: return avx2::depthwise_rank1_forward_f32(sp.col, sp.row, x, w_col, w_row, bias, y);
+        default: break;
+      }
+    }
+  }
   const ConvParams& pc = sp.col;
   const RowPlan plan = make_row_plan(sp.row);
   const int64_t channels = pc.c, kh = pc.kh, kw = sp.row.kw;

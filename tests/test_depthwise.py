@@ -1,0 +1,116 @@
+"""The depthwise kernels (csrc/cpu/depthwise_impl.inc) at every SIMD level this CPU has, on output
+widths around each vector width (4, 8, 16 lanes), against the float64 NumPy reference: small
+integers make float32 forward and both gradients exact, so any indexing slip shows as a mismatch.
+Random-float cases cover the rest; results must be bit-identical run to run."""
+import numpy as np
+import pytest
+
+import convcore
+import convcore.functional as F
+
+from cases import randn, small_ints
+from isa import forced_isa
+from reference import assert_close, conv2d as ref_conv2d, conv2d_backward as ref_conv2d_backward
+
+ISAS = ["scalar", "avx2", "avx512"]
+# (kernel, stride, pads (t, b, l, r), dilation, multiplier): 3x3/5x5/7x7 as in the bench, stride 2,
+# asymmetric and zero padding, padding beyond the kernel (the scatter path), dilation, multiplier 2.
+GEOMETRIES = [
+    ((3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    ((3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),
+    ((5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1),
+    ((5, 5), (2, 2), (2, 1, 0, 2), (1, 1), 1),
+    ((7, 7), (1, 1), (3, 3, 3, 3), (1, 1), 1),
+    ((3, 3), (1, 1), (0, 0, 0, 0), (2, 2), 2),
+    ((3, 5), (1, 2), (3, 1, 5, 0), (1, 1), 1),
+    ((3, 3), (3, 1), (1, 2, 0, 1), (2, 1), 1),
+]
+WIDTHS = [1, 3, 4, 5, 7, 8, 9, 14, 15, 16, 17, 31, 33]
+
+
+def _out_w(width, k, s, pl, pr, d):
+    return (width + pl + pr - d * (k - 1) - 1) // s + 1
+
+
+def _check(x, w, b, dy, stride, pads, dilation, groups, exact, what):
+    kw = dict(stride=stride, padding=pads, dilation=dilation, groups=groups, algo="depthwise")
+    y = F.conv2d(x, w, b, **kw)
+    dx, dw, db = F.conv2d_backward(dy, x, w, **kw)
+    y_ref = ref_conv2d(x, w, b, stride, pads, dilation, groups)
+    dx_ref, dw_ref, _ = ref_conv2d_backward(dy, x, w, stride, pads, dilation, groups)
+    tol = 0.0 if exact else 1e-5
+    assert_close(y, y_ref, f"forward {what}", tol)
+    assert_close(dx, dx_ref, f"dx {what}", tol)
+    assert_close(dw, dw_ref, f"dw {what}", tol)
+    return y, dx, dw
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("geometry", range(len(GEOMETRIES)))
+def test_widths_around_the_vector_exact(rng, isa, geometry):
+    (kh, kw), stride, pads, dilation, mult = GEOMETRIES[geometry]
+    c = 3  # not a multiple of any vector width
+    with forced_isa(isa):
+        for out_w in WIDTHS:
+            # the input width giving this output width (when one exists)
+            width = next((v for v in range(1, 80)
+                          if _out_w(v, kw, stride[1], pads[2], pads[3], dilation[1]) == out_w), None)
+            height = 2 * kh + 1
+            if width is None:
+                continue
+            x = small_ints(rng, (2, c, height, width), np.float32)
+            w = small_ints(rng, (c * mult, 1, kh, kw), np.float32)
+            b = small_ints(rng, (c * mult,), np.float32)
+            out_h = (height + pads[0] + pads[1] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+            dy = small_ints(rng, (2, c * mult, out_h, out_w), np.float32)
+            _check(x, w, b, dy, stride, pads, dilation, c, True,
+                   f"isa={isa} {GEOMETRIES[geometry]} x={x.shape}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("shape", [(1, 9, 7, 7), (2, 13, 14, 14), (1, 5, 28, 29), (1, 3, 57, 40)])
+def test_random_floats_and_determinism(rng, isa, shape):
+    n, c, h, width = shape
+    with forced_isa(isa):
+        for stride in (1, 2):
+            x = randn(rng, shape, np.float32)
+            w = randn(rng, (c, 1, 3, 3), np.float32)
+            b = randn(rng, (c,), np.float32)
+            out = ((h + 2 - 3) // stride + 1, (width + 2 - 3) // stride + 1)
+            dy = randn(rng, (n, c) + out, np.float32)
+            first = _check(x, w, b, dy, (stride, stride), (1, 1, 1, 1), (1, 1), c, False,
+                           f"isa={isa} x={shape} stride={stride}")
+            again = _check(x, w, b, dy, (stride, stride), (1, 1, 1, 1), (1, 1), c, False,
+                           f"isa={isa} x={shape} stride={stride}")
+            for a, r in zip(first, again):
+                np.testing.assert_array_equal(a, r)
+
+
+def test_float64_gradients_by_finite_differences(rng):
+    from reference import numeric_grad
+    x = randn(rng, (1, 2, 6, 9), np.float64)
+    w = randn(rng, (2, 1, 3, 3), np.float64)
+    kw = dict(stride=(2, 1), padding=(1, 0, 2, 1), dilation=(1, 2), groups=2, algo="depthwise")
+    dy = randn(rng, F.conv2d(x, w, **kw).shape, np.float64)
+    dx, dw, _ = F.conv2d_backward(dy, x, w, **kw)
+    assert_close(dx, numeric_grad(lambda: float(np.sum(F.conv2d(x, w, **kw) * dy)), x), "dx", 1e-7)
+    assert_close(dw, numeric_grad(lambda: float(np.sum(F.conv2d(x, w, **kw) * dy)), w), "dw", 1e-7)
+
+
+def test_same_results_on_one_and_two_threads(rng):
+    x = randn(rng, (2, 6, 30, 31), np.float32)
+    w = randn(rng, (6, 1, 5, 5), np.float32)
+    dy = randn(rng, (2, 6, 30, 31), np.float32)
+    old = convcore.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            convcore.set_num_threads(threads)
+            y = F.conv2d(x, w, padding=2, groups=6, algo="depthwise")
+            results.append((y,) + F.conv2d_backward(dy, x, w, padding=2, groups=6,
+                                                     algo="depthwise", need=("x", "w")))
+    finally:
+        convcore.set_num_threads(old)
+    for a, b in zip(*results):
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
