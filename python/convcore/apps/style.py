@@ -337,9 +337,15 @@ def stylize(content, style, net="nin", weights=None, seed=0, width=435, iters=10
 
     if optimizer == "adam":
         adam = Adam(lr)     # the book's Adam, on one "parameter": the image
+        grad_scale = None
         for it in range(1, iters + 1):
             loss, grad, parts = loss_fn(image)
-            adam.update({"image": image}, {"image": grad})
+            if grad_scale is None:
+                # Adam ignores a constant gradient scale except through its fixed epsilon
+                # (1e-7), which normalised losses' pixel gradients (~1e-6 and shrinking) come
+                # near; one constant set at the start keeps epsilon relative to them
+                grad_scale = 1.0 / max(float(np.mean(np.abs(grad))), 1e-30)
+            adam.update({"image": image}, {"image": grad * grad_scale})
             np.clip(image, 0, 255, out=image)   # the whole array at once
             report(it, loss, parts, image)
     else:
