@@ -12,6 +12,16 @@ import numpy as np
 import pytest
 
 import convcore
+
+
+@pytest.fixture(autouse=True)
+def _python_sigint_handler():
+    """These tests send SIGINT to their own process. Run from a shell's background job, the
+    process starts with SIGINT ignored (POSIX) and the Trainer rightly leaves a non-default
+    handler alone; give it Python's default handler, as an interactive run has."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
 from convcore.checkpoint import load_checkpoint
 from convcore.models import DeepConvNet, SimpleConvNet
 from convcore.train import Trainer, main

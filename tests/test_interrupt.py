@@ -24,6 +24,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CHILD_PRELUDE = r"""
 import signal, sys, threading, time
+# A child started from a shell's background job inherits SIGINT ignored (POSIX), and Python then
+# installs no handler: give it Python's default, as an interactive session has.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import numpy as np
 sys.path.insert(0, "tests")
 import convcore.functional as F
