@@ -121,13 +121,18 @@ print("done", flush=True)
 # A Python handler that does not raise: the call is run again from the start and returns the
 # full, correct result; SIG_IGN: nothing is installed and the call just runs.
 CHILD_HANDLERS = CHILD_PRELUDE + r"""
-x, w = randn(4, 64, 48, 48), randn(64, 64, 11, 11)  # about a second
+x, w = randn(4, 64, 48, 48), randn(64, 64, 11, 11)  # 0.1 s (quiet, 2 cores) to seconds (loaded)
 expected = F.conv2d(x, w, algo="direct")
 seen = []
 signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))
 ask("custom handler")
-got = F.conv2d(x, w, algo="direct")
-print("custom handler ran", len(seen), "exact", np.array_equal(got, expected), flush=True)
+# calls until the handler has run: on a fast machine one call can end before the signal comes,
+# so the test does not depend on the call outlasting the parent's delay
+exact, calls = True, 0
+while not seen and calls < 10000:
+    exact = exact and np.array_equal(F.conv2d(x, w, algo="direct"), expected)
+    calls += 1
+print("custom handler ran", len(seen), "exact", exact, flush=True)
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 ask("ignored")
 got = F.conv2d(x, w, algo="direct")

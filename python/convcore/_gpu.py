@@ -64,6 +64,14 @@ def cuda_module(op, name):
                 f"{op}: {name} is a GPU array, but convcore was built without its CUDA backend "
                 "(convcore.backends() shows what was built)"
             ) from None
+        info = module.device_info()
+        if not info.get("available", False):
+            # built, but this machine has no usable GPU (no driver, no device): say so by name
+            # instead of failing later on an object the CPU cannot read
+            raise TypeError(
+                f"{op}: {name} is a GPU array, but no CUDA device is available to convcore "
+                f"({info.get('reason') or 'no devices'})"
+            )
         module._set_array_hooks(empty, stream_of)
         _cuda = module
     return _cuda
