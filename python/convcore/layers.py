@@ -315,7 +315,6 @@ class Pooling(Layer):
         self.pad = pad
         self.x = None
         self._indices = None     # flat iy*W_padded + ix of the maximum, per output, NCHW
-        self._padded_shape = None
         self._xp = None          # the zero-padded input the forward pooled
 
     def _padded(self, x):
@@ -328,7 +327,6 @@ class Pooling(Layer):
         self.x = x
         dtype = _float_dtype(x)
         xp = self._padded(_as(x, dtype))
-        self._padded_shape = xp.shape
         self._xp = xp
         out, self._indices = F.max_pool2d(xp, (self.pool_h, self.pool_w), stride=self.stride,
                                           padding=0, return_indices=True)
@@ -349,7 +347,7 @@ class Pooling(Layer):
         if self._indices is None:
             return None
         n, c, out_h, out_w = self._indices.shape
-        width = self._padded_shape[3]
+        width = self._xp.shape[3]
         iy, ix = np.divmod(self._indices, width)
         oy = np.arange(out_h).reshape(1, 1, out_h, 1) * self.stride
         ox = np.arange(out_w).reshape(1, 1, 1, out_w) * self.stride
