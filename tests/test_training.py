@@ -136,3 +136,37 @@ def test_cli_runs(tmp_path, capsys):
     assert trainer.x_train.shape == (200, 1, 8, 8) and trainer.x_train.dtype == np.float32
     assert (out / "params.npz").exists() and (out / "metrics.json").exists()
     assert json.loads((out / "metrics.json").read_text())["model"] == "simpleconvnet"
+
+
+def test_cosine_lr_schedule_follows_the_step_count():
+    """lr_schedule='cosine' sets the optimizer's lr before every step to
+    base * (1 + cos(pi * step / max_iter)) / 2; the default leaves it alone."""
+    class RecordingSGD(convcore.optim.SGD):
+        def __init__(self, lr):
+            super().__init__(lr)
+            self.seen = []
+
+        def update(self, params, grads):
+            self.seen.append(self.lr)
+            super().update(params, grads)
+
+    x, t = _tiny_problem()
+    opt = RecordingSGD(lr=0.2)
+    trainer = Trainer(_tiny_net(), x, t, x, t, epochs=2, mini_batch_size=25, optimizer=opt,
+                      verbose=False, lr_schedule="cosine")
+    trainer.train()
+    steps = np.arange(trainer.max_iter)
+    expected = 0.2 * 0.5 * (1 + np.cos(np.pi * steps / trainer.max_iter))
+    np.testing.assert_allclose(opt.seen, expected, rtol=1e-12)
+    assert opt.seen[0] == 0.2 and opt.seen[-1] < 0.2 * 0.1
+
+    constant = RecordingSGD(lr=0.2)
+    Trainer(_tiny_net(), x, t, x, t, epochs=1, mini_batch_size=25, optimizer=constant,
+            verbose=False).train()
+    assert constant.seen == [0.2] * 3
+
+
+def test_lr_schedule_rejects_unknown_names():
+    x, t = _tiny_problem()
+    with pytest.raises(ValueError, match="lr_schedule"):
+        Trainer(_tiny_net(), x, t, x, t, optimizer="sgd", lr_schedule="linear")

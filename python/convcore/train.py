@@ -64,6 +64,16 @@ class _Progress:
                 self.next_mark += 0.2
 
 
+# Learning-rate schedules: the factor applied to the optimizer's lr at a fraction of the run done.
+# "cosine" is the half-cosine annealing of Loshchilov & Hutter (SGDR, ICLR 2017) without restarts:
+# full lr at the start, falling smoothly to zero at the last step.
+LR_SCHEDULES = {
+    None: lambda progress: 1.0,
+    "constant": lambda progress: 1.0,
+    "cosine": lambda progress: 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))),
+}
+
+
 class Trainer:
     """The book's Trainer: mini-batch training with per-epoch evaluation.
 
@@ -76,6 +86,8 @@ class Trainer:
     once in a fresh random order (the book draws batches with replacement); accuracies are
     measured at the end of each epoch; the recorded loss is the one computed by `gradient`
     (before the update) rather than a second forward pass after it.
+    lr_schedule: None/'constant' (the book: a fixed lr) or 'cosine' (the optimizer's lr annealed
+    along a half cosine to zero over the run's steps).
     Extras: out_dir (save params.npz, metrics.json, loss.png there at the end), seed, stream.
 
     Checkpoints (checkpoint=path, an .npz file; see convcore.checkpoint): written after every
@@ -94,7 +106,8 @@ class Trainer:
                  mini_batch_size=100, optimizer='SGD', optimizer_param={'lr': 0.01},
                  evaluate_sample_num_per_epoch=None, verbose=True, *,
                  out_dir=None, seed=None, stream=None,
-                 checkpoint=None, checkpoint_every=None, checkpoint_config=None, comm=None):
+                 checkpoint=None, checkpoint_every=None, checkpoint_config=None, comm=None,
+                 lr_schedule=None):
         self.network = network
         self.verbose = verbose
         self.x_train, self.t_train = x_train, t_train
@@ -106,6 +119,13 @@ class Trainer:
             self.optimizer = optim.get(optimizer, **dict(optimizer_param or {}))
         else:
             self.optimizer = optimizer
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"Trainer: lr_schedule must be one of {sorted(LR_SCHEDULES, key=str)}, "
+                             f"not {lr_schedule!r}")
+        self.lr_schedule = lr_schedule
+        self.base_lr = getattr(self.optimizer, "lr", None)
+        if lr_schedule is not None and self.base_lr is None:
+            raise ValueError("Trainer: lr_schedule needs an optimizer with an `lr` attribute")
         self.train_size = x_train.shape[0]
         self.iter_per_epoch = max(math.ceil(self.train_size / mini_batch_size), 1)
         self.max_iter = int(epochs * self.iter_per_epoch)
@@ -146,10 +166,12 @@ class Trainer:
         if batch.size == 0:  # more steps than samples (tiny sets): draw a random batch
             batch = self.rng.choice(self.train_size, self.batch_size)
         if self.dist is not None:  # this rank's shard of the batch, one allreduce
+            self._schedule_lr()
             loss = self.dist.step(self.network, self.optimizer, self.x_train, self.t_train, batch)
             self.train_loss_list.append(loss)
             self.current_iter += 1
             return loss
+        self._schedule_lr()
         x_batch, t_batch = self.x_train[batch], self.t_train[batch]
         grads = self.network.gradient(x_batch, t_batch)
         loss = getattr(self.network, "last_loss", None)
@@ -159,6 +181,13 @@ class Trainer:
         self.train_loss_list.append(float(loss))
         self.current_iter += 1
         return float(loss)
+
+    def _schedule_lr(self):
+        """Sets the optimizer's lr for the step about to run (a function of the step count
+        alone, so a resumed run follows the same schedule)."""
+        if self.lr_schedule is not None:
+            progress = self.current_iter / max(self.max_iter, 1)
+            self.optimizer.lr = self.base_lr * LR_SCHEDULES[self.lr_schedule](progress)
 
     def evaluate(self):
         n = self.evaluate_sample_num_per_epoch
@@ -335,6 +364,8 @@ def _parser():
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--optimizer", default="adam")
     p.add_argument("--lr", type=float, default=None, help="default: the optimizer's own")
+    p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"],
+                   help="constant (the book) or cosine: the lr annealed to zero over the run")
     p.add_argument("--limit", type=int, default=None, help="use only the first N train samples")
     p.add_argument("--test-limit", type=int, default=None, help="use only the first N test samples")
     p.add_argument("--eval-samples", type=int, default=None,
@@ -415,7 +446,7 @@ def main(argv=None):
                       seed=args.seed,
                       checkpoint=args.checkpoint or os.path.join(out, "checkpoint.npz"),
                       checkpoint_every=args.checkpoint_every, checkpoint_config=settings,
-                      comm=comm)
+                      comm=comm, lr_schedule=getattr(args, "lr_schedule", "constant"))
     is_root = comm is None or comm.Get_rank() == 0
     if args.resume is None and is_root and os.path.exists(trainer.checkpoint):
         # without --resume a run starts afresh (the Trainer would continue from the file)
@@ -426,7 +457,7 @@ def main(argv=None):
         comm.Barrier()  # no rank may look for the checkpoint before rank 0 has removed it
     trainer.train()
     trainer.save(out, config={"model": args.model, "data": args.data, "dtype": args.dtype,
-                              "lr": args.lr, "limit": args.limit, "seed": args.seed,
+                              "lr": args.lr, "lr_schedule": args.lr_schedule, "limit": args.limit, "seed": args.seed,
                               "ranks": 1 if comm is None else comm.Get_size(),
                               "threads": convcore.get_num_threads(),
                               "argv": sys.argv[1:] if argv is None else list(argv)})
