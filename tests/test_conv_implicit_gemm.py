@@ -1,12 +1,17 @@
 """The float32 implicit-GEMM im2col kernels (csrc/cpu/conv_implicit_gemm.cpp) around their tiling:
 output channels at each micro-kernel's MR-1, MR, MR+1; batch x output positions at NR-1, NR, NR+1
 and panels that straddle two images; K (C/groups*kh*kw, or the batch's positions for the weight
-gradient) over one K block; groups, stride 2, dilation, padding; every ISA; and thread counts."""
+gradient) over one K block; groups, stride 2, dilation, padding; every ISA; and thread counts.
+The forward (and the stride-1 input gradient) runs the broadcast kernel where its rule says so
+(tests/test_conv_broadcast.py); here both the rule and the packed-B path alone ("packed") run."""
+import contextlib
+
 import numpy as np
 import pytest
 
 import convcore
 import convcore.functional as F
+from convcore import _cpu
 
 from isa import forced_isa
 from reference import assert_close, conv2d as ref_conv2d, conv2d_backward as ref_backward
@@ -54,12 +59,23 @@ def _check_against_reference(x, w, b, dy, kw, label):
     assert_close(dw, dw_ref, f"dw {label}", 1e-5)
 
 
+@contextlib.contextmanager
+def forward_path(name):
+    """"rule": the shape rule picks broadcast or packed-B; "packed": the packed-B GEMM always."""
+    before = _cpu._set_conv_broadcast(0 if name == "packed" else -1)
+    try:
+        yield
+    finally:
+        _cpu._set_conv_broadcast(before)
+
+
+@pytest.mark.parametrize("path", ["rule", "packed"])
 @pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
 @pytest.mark.parametrize("shape", SHAPES, ids=[f"s{i}" for i in range(len(SHAPES))])
-def test_tile_edges_against_reference(rng, isa, shape):
+def test_tile_edges_against_reference(rng, isa, shape, path):
     x, w, b, dy, kw = _arrays(rng, shape)
-    with forced_isa(isa):
-        _check_against_reference(x, w, b, dy, kw, f"{isa} {shape}")
+    with forced_isa(isa), forward_path(path):
+        _check_against_reference(x, w, b, dy, kw, f"{isa} {path} {shape}")
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=[f"s{i}" for i in range(len(SHAPES))])
@@ -83,7 +99,8 @@ def threads():
     convcore.set_num_threads(before)
 
 
-def test_forward_and_input_gradient_identical_for_any_thread_count(rng, threads):
+@pytest.mark.parametrize("path", ["rule", "packed"])
+def test_forward_and_input_gradient_identical_for_any_thread_count(rng, threads, path):
     """Threads split the columns; straddling panels take a side path with the same additions,
     so the forward and the (stride-1) input gradient do not depend on the thread count."""
     # 5 x 81 columns: panel and thread boundaries fall inside images; 150 channels x 9 = 2 K blocks
@@ -91,8 +108,9 @@ def test_forward_and_input_gradient_identical_for_any_thread_count(rng, threads)
     results = []
     for t in (1, 2, 3):
         threads(t)
-        y = F.conv2d(x, w, b, algo="im2col", **kw)
-        dx = F.conv2d_backward(dy, x, w, need=("x",), algo="im2col", **kw)[0]
+        with forward_path(path):
+            y = F.conv2d(x, w, b, algo="im2col", **kw)
+            dx = F.conv2d_backward(dy, x, w, need=("x",), algo="im2col", **kw)[0]
         results.append((y, dx))
     for y, dx in results[1:]:
         np.testing.assert_array_equal(y, results[0][0])

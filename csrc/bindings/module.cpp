@@ -8,6 +8,7 @@
 #include "common/errors.h"
 #include "common/select_algo.h"
 #include "common/shapes.h"
+#include "cpu/conv_broadcast.h"
 #include "cpu/cpu_features.h"
 #include "cpu/parallel.h"
 
@@ -57,6 +58,10 @@ PYBIND11_MODULE(_cpu, m) {
     else throw ValueError("_set_isa: isa must be 'scalar', 'avx2' or 'avx512', got '" + name + "'");
     return std::string(cpu::isa_name(cpu::set_active_isa(want)));
   }, py::arg("isa"), "Force the kernel ISA (clamped to what the CPU supports); returns the level in use.");
+
+  m.def("_set_conv_broadcast", &cpu::set_broadcast_conv_override, py::arg("mode"),
+        "float32 conv forward: 1 runs the broadcast kernel (cpu/conv_broadcast.h) wherever it "
+        "applies, 0 never, -1 the shape rule; returns the previous mode.");
 
   m.def("_set_max_workspace", &set_max_workspace_bytes, py::arg("bytes"),
         "Limit on one call's temporary buffers in bytes (< 0: unlimited); overrides CONVCORE_MAX_WORKSPACE.");

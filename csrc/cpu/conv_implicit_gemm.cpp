@@ -24,6 +24,7 @@
 
 #include "common/errors.h"
 #include "cpu/conv.h"
+#include "cpu/conv_broadcast.h"
 #include "cpu/cpu_features.h"
 #include "cpu/gemm/ukernel.h"
 #include "cpu/parallel.h"
@@ -54,16 +55,55 @@ class AlignedFloats {
 // The input as the packer reads it: x itself, or when the conv pads, a copy with the padding
 // written out as zeros. With the padding in memory every tap of every output lies inside the
 // array, so packing needs no bounds tests: it is one short copy per (column run, row of col).
+// The copy lives in the calling thread's cached buffer (CachedPadBuffer) when that one is free.
+class CachedPadBuffer {
+ public:
+  // A buffer of at least `count` floats. The calling thread's cache is lent when it is free and
+  // the request is at most kKeepBytes (a fresh buffer of megabytes costs a page fault per 4 KiB
+  // on first touch: on book.conv2 that was as long as the convolution itself); otherwise a
+  // fresh one is made for this call.
+  explicit CachedPadBuffer(size_t count) {
+    static thread_local std::unique_ptr<AlignedFloats> cache;
+    static thread_local size_t cache_count = 0;
+    static thread_local bool lent = false;
+    if (!lent && count * sizeof(float) <= kKeepBytes) {
+      if (cache_count < count) {
+        cache.reset();
+        cache = std::make_unique<AlignedFloats>(count);
+        cache_count = count;
+      }
+      data_ = cache->get();
+      lent_flag_ = &lent;
+      lent = true;
+    } else {
+      own_ = std::make_unique<AlignedFloats>(count);
+      data_ = own_->get();
+    }
+  }
+  ~CachedPadBuffer() {
+    if (lent_flag_) *lent_flag_ = false;
+  }
+  CachedPadBuffer(const CachedPadBuffer&) = delete;
+  CachedPadBuffer& operator=(const CachedPadBuffer&) = delete;
+  float* get() const { return data_; }
+
+ private:
+  static constexpr size_t kKeepBytes = size_t(256) << 20;
+  float* data_ = nullptr;
+  bool* lent_flag_ = nullptr;
+  std::unique_ptr<AlignedFloats> own_;
+};
+
 struct PaddedInput {
   const float* data;
   int64_t h, w;  // padded extents
-  std::unique_ptr<AlignedFloats> storage;
+  std::unique_ptr<CachedPadBuffer> storage;
 };
 
 PaddedInput pad_input(const ConvParams& p, const float* x, int threads) {
   const int64_t hp = p.h + p.pad_top + p.pad_bottom, wp = p.w + p.pad_left + p.pad_right;
   if (hp == p.h && wp == p.w) return {x, p.h, p.w, nullptr};
-  auto storage = std::make_unique<AlignedFloats>(static_cast<size_t>(p.n * p.c * hp * wp));
+  auto storage = std::make_unique<CachedPadBuffer>(static_cast<size_t>(p.n * p.c * hp * wp));
   float* xp = storage->get();
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t plane = 0; plane < p.n * p.c; ++plane) {
@@ -168,12 +208,15 @@ void conv2d_forward_implicit_f32(const ConvParams& p, const float* x, const floa
   const int64_t mc_panels = std::max<int64_t>(1, blk.mc / mr);
   const int64_t total_panels = ceil_div(total_cols, nr);
 
-  // A for every (group, K block): m_panels panels of kc x mr (the last K block uses fewer rows).
-  const int64_t a_block = m_panels * mr * kc;
-  AlignedFloats a_pack(static_cast<size_t>(p.groups * k_blocks * a_block));
   int threads = num_threads();
   if (p.macs() < 2e5) threads = 1;  // a fork/join costs more than such a conv
   threads = static_cast<int>(std::min<int64_t>(threads, total_panels));
+  if (broadcast_conv_wins(p))  // the column matrix read in place: no packing (conv_broadcast.h)
+    return conv2d_forward_broadcast_f32(p, x, w, bias, y, threads);
+
+  // A for every (group, K block): m_panels panels of kc x mr (the last K block uses fewer rows).
+  const int64_t a_block = m_panels * mr * kc;
+  AlignedFloats a_pack(static_cast<size_t>(p.groups * k_blocks * a_block));
 #pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
   for (int64_t g = 0; g < p.groups; ++g)
     for (int64_t b = 0; b < k_blocks; ++b) {

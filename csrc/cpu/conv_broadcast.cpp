@@ -1,0 +1,82 @@
+// The broadcast convolution (conv_broadcast_impl.inc): the baseline SSE2 build, the per-ISA
+// dispatch, and the rule for when the implicit GEMM runs it.
+#include "cpu/conv_broadcast.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <utility>
+#include <vector>
+
+#include "common/errors.h"
+#include "cpu/cpu_features.h"
+#include "cpu/parallel.h"
+
+namespace convcore::cpu {
+
+namespace {
+namespace bc_impl {
+constexpr int kVL = 4;       // baseline x86-64: SSE2, 128-bit vectors
+constexpr int kMaxAcc = 12;  // 16 xmm less the weights and a broadcast
+#include "cpu/conv_broadcast_impl.inc"
+}  // namespace bc_impl
+}  // namespace
+
+namespace {
+// -1: the rule; 0: never; 1: wherever it applies. Starts from CONVCORE_CONV_BROADCAST=0|1.
+std::atomic<int> g_override{-2};  // -2: not read from the environment yet
+
+int broadcast_override() {
+  int v = g_override.load();
+  if (v == -2) {
+    const char* env = std::getenv("CONVCORE_CONV_BROADCAST");
+    int parsed = -1;
+    if (env && env[0] == '0' && env[1] == 0) parsed = 0;
+    if (env && env[0] == '1' && env[1] == 0) parsed = 1;
+    g_override.compare_exchange_strong(v, parsed);
+    v = g_override.load();
+  }
+  return v;
+}
+}  // namespace
+
+int set_broadcast_conv_override(int mode) {
+  const int before = broadcast_override();
+  g_override = (mode == 0 || mode == 1) ? mode : -1;
+  return before;
+}
+
+bool broadcast_conv_applies(const ConvParams& p) {
+  return p.stride_w == 1 || p.stride_w == 2 || p.stride_w == 4;
+}
+
+// One thread, thread CPU time, medians (bench/RESULTS.md, "Broadcast convolution"): it beat the
+// packed-B implicit GEMM on every suite row it applies to (1.2-1.65x on the DeepConvNet maps,
+// 1.2x on ResNet-50's 3x3 and 1x1 rows, 1.5x on the 7x7/2 stem) but two: VGG's 112x112 row
+// (0.98x: large maps are where packing costs least) and a 1x1 conv with 64 input channels
+// (0.95x: a short sum leaves the transposed tile store exposed), both within noise of even.
+bool broadcast_conv_wins(const ConvParams& p) {
+  if (!broadcast_conv_applies(p)) return false;
+  const int mode = broadcast_override();
+  if (mode >= 0) return mode == 1;
+  return true;
+}
+
+void conv2d_forward_broadcast_f32(const ConvParams& p, const float* x, const float* w,
+                                  const float* bias, float* y, int threads) {
+  CC_ASSERT(broadcast_conv_applies(p));
+  if (p.n * p.k * p.out_h * p.out_w == 0) return;
+  switch (active_isa()) {
+    case Isa::Avx512: return avx512::broadcast_forward_f32(p, x, w, bias, y, threads);
+    case Isa::Avx2: return avx2::broadcast_forward_f32(p, x, w, bias, y, threads);
+    case Isa::Scalar: return bc_impl::broadcast_forward(p, x, w, bias, y, threads);
+  }
+}
+
+}  // namespace convcore::cpu

@@ -1,0 +1,25 @@
+// The broadcast convolution of conv_broadcast_impl.inc compiled with avx512 flags (see CMakeLists.txt).
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <utility>
+#include <vector>
+
+#include "cpu/conv_broadcast.h"
+#include "cpu/parallel.h"
+
+namespace convcore::cpu::avx512 {
+namespace {
+namespace bc_impl {
+constexpr int kVL = 16;      // floats per 512-bit vector
+constexpr int kMaxAcc = 28;  // accumulator registers: 32 zmm less the weights and a broadcast
+#include "cpu/conv_broadcast_impl.inc"
+}  // namespace bc_impl
+}  // namespace
+}  // namespace convcore::cpu::avx512
+
+CONVCORE_DEFINE_BROADCAST_F32(avx512)

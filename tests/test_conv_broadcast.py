@@ -1,0 +1,145 @@
+"""The float32 broadcast convolution (csrc/cpu/conv_broadcast_impl.inc), forced on for every
+shape it applies to: output channels per group at the vector width and either side of it (one or
+two channel vectors per tile, a partial last channel block), output widths that make every tile
+width from 1 to the ISA's largest and rows split into unequal tiles, strides 1, 2 and 4 along the
+width and 1-3 along the height, dilation, groups, asymmetric padding, no bias; every ISA; thread
+counts; and calls of different shapes one after another (the thread's padded-image buffer is
+reused). The forward and the stride-1 input gradient (a forward over dY) run it."""
+import contextlib
+
+import numpy as np
+import pytest
+
+import convcore
+import convcore.functional as F
+from convcore import _cpu
+
+from isa import forced_isa, supported
+from reference import assert_close, conv2d as ref_conv2d, conv2d_backward as ref_backward
+
+
+@contextlib.contextmanager
+def broadcast_always():
+    before = _cpu._set_conv_broadcast(1)
+    try:
+        yield
+    finally:
+        _cpu._set_conv_broadcast(before)
+
+
+# (n, c, h, w, k, (kh, kw), stride, pads, dilation, groups, with_bias)
+SHAPES = [
+    (2, 3, 5, 1, 4, (3, 1), (1, 1), (1, 1, 0, 0), (1, 1), 1, True),      # out_w 1: tiles of 1
+    (1, 2, 4, 7, 3, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, True),      # k 3 < every vector
+    (2, 4, 6, 6, 8, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, False),     # k 8: avx2's vector
+    (1, 3, 5, 12, 9, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, True),     # k 9, out_w 12
+    (2, 5, 6, 14, 16, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, True),    # k 16: avx512's vector
+    (1, 4, 5, 16, 17, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, True),    # k 17: two vectors
+    (1, 6, 4, 28, 32, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, True),    # out_w 28: 14 + 14
+    (1, 3, 3, 29, 33, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, False),   # k 33, out_w 29 (10+10+9)
+    (1, 2, 3, 57, 12, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1, True),    # 1x1, 57 wide
+    (2, 6, 9, 8, 10, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 2, True),     # groups, stride 2
+    (1, 4, 11, 23, 20, (3, 3), (3, 2), (1, 0, 2, 1), (1, 1), 1, True),   # stride 3 x 2, asymmetric
+    (2, 3, 17, 41, 18, (5, 5), (2, 4), (2, 2, 2, 2), (1, 1), 1, True),   # stride 4 along the width
+    (1, 3, 23, 23, 12, (11, 11), (4, 4), (0, 0, 0, 0), (1, 1), 1, True),  # NIN's 11x11 / 4
+    (2, 4, 11, 10, 6, (3, 2), (1, 1), (2, 1, 0, 3), (2, 3), 1, True),    # dilation
+    (1, 6, 6, 6, 9, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 3, True),      # 3 groups of 3 channels
+    (1, 4, 6, 6, 5, (5, 5), (1, 1), (4, 4, 4, 4), (1, 1), 1, True),      # padding = kernel - 1
+    (2, 40, 5, 9, 24, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, True),    # C*9 = 360
+]
+IDS = [f"s{i}" for i in range(len(SHAPES))]
+
+
+def _arrays(rng, shape):
+    n, c, h, w, k, (kh, kw), stride, pads, dilation, groups, with_bias = shape
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((k, c // groups, kh, kw)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32) if with_bias else None
+    kwargs = dict(stride=stride, padding=pads, dilation=dilation, groups=groups)
+    y_shape = F.conv2d(x, wt, **kwargs, algo="reference").shape
+    dy = rng.standard_normal(y_shape).astype(np.float32)
+    return x, wt, b, dy, kwargs
+
+
+def _ref_args(kw):
+    return kw["stride"], kw["padding"], kw["dilation"], kw["groups"]
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+@pytest.mark.parametrize("shape", SHAPES, ids=IDS)
+def test_forward_and_input_gradient_against_reference(rng, isa, shape):
+    x, w, b, dy, kw = _arrays(rng, shape)
+    with forced_isa(isa), broadcast_always():
+        y = F.conv2d(x, w, b, algo="im2col", **kw)
+        dx = F.conv2d_backward(dy, x, w, need=("x",), algo="im2col", **kw)[0]
+    assert_close(y, ref_conv2d(x, w, b, *_ref_args(kw)), f"forward {isa} {shape}", 1e-5)
+    assert_close(dx, ref_backward(dy, x, w, *_ref_args(kw))[0], f"dx {isa} {shape}", 1e-5)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=IDS)
+def test_small_integers_equal_reference_exactly(rng, shape):
+    """Sums of small integers are exact in float32: any difference is an indexing bug."""
+    x, w, b, _, kw = _arrays(rng, shape)
+    x, w = (rng.integers(-8, 9, size=a.shape).astype(np.float32) for a in (x, w))
+    b = None if b is None else rng.integers(-8, 9, size=b.shape).astype(np.float32)
+    with broadcast_always():
+        got = F.conv2d(x, w, b, algo="im2col", **kw)
+    np.testing.assert_array_equal(got, F.conv2d(x, w, b, algo="reference", **kw))
+
+
+def test_every_tile_width(rng):
+    """Output widths 1..60 in one row each: every tile width of every ISA, and rows split into
+    tiles of two widths."""
+    w = rng.standard_normal((20, 3, 1, 3)).astype(np.float32)
+    for isa in ("scalar", "avx2", "avx512"):
+        if not supported(isa):
+            continue
+        with forced_isa(isa), broadcast_always():
+            for width in range(1, 61):
+                x = rng.standard_normal((1, 3, 1, width)).astype(np.float32)
+                y = F.conv2d(x, w, padding=(0, 1), algo="im2col")
+                assert_close(y, ref_conv2d(x, w, None, (1, 1), (0, 0, 1, 1), (1, 1), 1),
+                             f"{isa} width {width}", 1e-5)
+
+
+@pytest.fixture
+def threads():
+    before = convcore.get_num_threads()
+    yield convcore.set_num_threads
+    convcore.set_num_threads(before)
+
+
+def test_identical_for_any_thread_count(rng, threads):
+    """Each output row is summed by one thread in a fixed order."""
+    x, w, b, _, kw = _arrays(rng, (5, 20, 9, 13, 40, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, True))
+    with broadcast_always():
+        results = []
+        for t in (1, 2, 3):
+            threads(t)
+            results.append(F.conv2d(x, w, b, algo="im2col", **kw))
+    for y in results[1:]:
+        np.testing.assert_array_equal(y, results[0])
+
+
+def test_reused_padded_buffer_is_rewritten(rng):
+    """A large padded call, then smaller ones with other padding: no border of an earlier call
+    may leak into a later one."""
+    with broadcast_always():
+        for shape in [(2, 8, 20, 20, 16, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1, True),
+                      (1, 3, 6, 7, 5, (3, 3), (1, 1), (0, 2, 1, 0), (1, 1), 1, True),
+                      (1, 3, 6, 7, 5, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 1, False),
+                      (3, 2, 4, 4, 9, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, True)]:
+            x, w, b, _, kw = _arrays(rng, shape)
+            assert_close(F.conv2d(x, w, b, algo="im2col", **kw),
+                         ref_conv2d(x, w, b, *_ref_args(kw)), f"{shape}", 1e-5)
+
+
+def test_rule_and_override():
+    """The rule runs it for strides 1, 2 and 4 along the width; the hook's modes round-trip."""
+    before = _cpu._set_conv_broadcast(1)
+    try:
+        assert _cpu._set_conv_broadcast(0) == 1
+        assert _cpu._set_conv_broadcast(-1) == 0
+        assert _cpu._set_conv_broadcast(7) == -1  # anything else: the rule
+    finally:
+        _cpu._set_conv_broadcast(before)
