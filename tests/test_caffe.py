@@ -365,3 +365,13 @@ def test_vgg_layer_names():
     assert all(k == v for k, v in names19.items())
     assert C.caffe_layer_names("nin")["conv4_1024"] == "conv4-1024"
 
+
+def test_command_line_converts(tmp_path, nin_weights, capsys):
+    from convcore.style import main
+    (tmp_path / "nin.caffemodel").write_bytes(nin_file(nin_weights))
+    assert main(["--net", "nin", "--convert-caffe", str(tmp_path / "nin.caffemodel"),
+                 "--weights", str(tmp_path / "nin.npz")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    net = feature_net("nin", weights=str(tmp_path / "nin.npz"))
+    assert net.preprocess == ("caffe", (120.0,) * 3)
+    assert np.array_equal(net.params["conv1/W"], nin_weights["conv1"][0][:, ::-1])
