@@ -171,6 +171,7 @@ def test_read_v2_layers(rng, tmp_path, mode):
     assert types == [("data", "Input"), ("conv1", "Convolution"), ("relu1", "ReLU"),
                      ("fc", "InnerProduct")]
     _assert_same(C.read_caffemodel(data, layers=["fc"]), {"fc": w["fc"]})
+    _assert_same(C.read_caffemodel(data, layers="conv1"), {"conv1": w["conv1"]})
 
 
 @pytest.mark.parametrize("mode", ["packed", "unpacked"])

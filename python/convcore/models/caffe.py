@@ -309,7 +309,7 @@ def read_caffemodel_layers(source, layers=None):
     blobs of these layer names only (others get blobs None), which saves memory on large
     files. Raises ValueError on malformed input."""
     buf, label = _as_buffer(source)
-    wanted = None if layers is None else set(layers)
+    wanted = None if layers is None else {layers} if isinstance(layers, str) else set(layers)
     out = []
     try:
         pos, end = 0, len(buf)
