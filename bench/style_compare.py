@@ -6,8 +6,13 @@
 
 An iteration is what the optimiser loop runs: loss and gradient to the image (content + Gram
 style terms on the net's default layers, chainer-gogh's weights), one Adam step on the pixels,
-clipping to 0..255. Both sides use the same seeded random weights (frozen: PyTorch tensors
-without requires_grad, convcore's backward computes dx only) and the same square images.
+clipping to 0..255. The step is stylize's (convcore.apps.style.ImageAdam: the book's Adam on
+the gradient scaled by 1 / mean|grad| of the first iteration), and the PyTorch side runs the
+same step in tensor ops (convcore.bench.torch_style.TorchImageAdam), so both follow one loss
+trajectory up to float32 rounding (the last line prints how far apart they end).
+Both sides use the same seeded random weights (frozen: PyTorch tensors without
+requires_grad, convcore's backward computes dx only), the same square images and the same
+start image.
 Iterations alternate convcore / PyTorch; the first `--warmup` of each are dropped; medians.
 GFLOP/iteration counts conv forward + backward-input and the Gram products (2 FLOP per
 multiply-add); % peak divides by the FMA peak probed in the same run (all threads).
@@ -25,7 +30,6 @@ from convcore.apps import style as S
 from convcore.bench.machine import Probes
 from convcore.bench.timing import Budget, measure
 from convcore.models.feature_nets import feature_net
-from convcore.optim import Adam
 
 
 def _shapes(net, size, taps):
@@ -58,36 +62,35 @@ def gflop_per_iteration(net, size, taps, style_layers):
     return conv / 1e9, gram / 1e9
 
 
+def _start_image(shape):
+    """chainer-gogh's start: uniform noise +-20 around mid grey (one array for both sides)."""
+    return (128.0 + np.random.default_rng(1).uniform(-20, 20, shape)).astype(np.float32)
+
+
 class _TorchIteration:
     def __init__(self, torch, net, content, style, lr):
-        from convcore.bench.torch_style import TorchStyleLoss
-        self.torch = torch
+        from convcore.bench.torch_style import TorchImageAdam, TorchStyleLoss
         self.loss_fn = TorchStyleLoss(net, content, style)
-        self.x = torch.from_numpy(128.0 + np.random.default_rng(1).uniform(
-            -20, 20, content.shape).astype(np.float32)).requires_grad_(True)
-        self.opt = torch.optim.Adam([self.x], lr=lr)
+        self.x = torch.from_numpy(_start_image(content.shape)).requires_grad_(True)
+        self.adam = TorchImageAdam(lr)
 
     def __call__(self):
-        self.opt.zero_grad()
+        self.x.grad = None
         loss = self.loss_fn.loss(self.x)
         loss.backward()
-        self.opt.step()
-        with self.torch.no_grad():
-            self.x.clamp_(0, 255)
-        return float(loss.detach())
+        self.adam.step(self.x, self.x.grad)
+        return loss.item()
 
 
 class _ConvcoreIteration:
     def __init__(self, net, content, style, lr):
         self.loss_fn = S.StyleLoss(net, content, style)
-        self.x = (128.0 + np.random.default_rng(1).uniform(-20, 20, content.shape)).astype(
-            np.float32)
-        self.adam = Adam(lr)
+        self.x = _start_image(content.shape)
+        self.adam = S.ImageAdam(lr)
 
     def __call__(self):
         loss, grad, _ = self.loss_fn(self.x)
-        self.adam.update({"x": self.x}, {"x": grad})
-        np.clip(self.x, 0, 255, out=self.x)
+        self.adam.step(self.x, grad)
         return loss
 
 
@@ -178,6 +181,9 @@ def main(argv=None):
               f"{losses[name][-1]:.4g}")
     print(f"  speedup convcore vs pytorch: {med['pytorch'] / med['convcore']:.2f}x "
           f"(FLOP floor at peak {gf / peak * 1e3:.1f} ms)")
+    drift = max(abs(a - b) / abs(b) for a, b in zip(losses["convcore"], losses["pytorch"]))
+    print(f"  loss trajectories: largest relative difference {drift:.1e} over "
+          f"{len(losses['pytorch'])} iterations (same start, weights and Adam step)")
     if args.profile:
         _profile(net, args.size, taps, torch, args.profile_reps)
 

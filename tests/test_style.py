@@ -91,6 +91,46 @@ def test_agrees_with_pytorch(rng, normalize):
     assert abs(loss - t_loss) <= 1e-10 * abs(t_loss)
     assert rel_error(grad, t_grad) < 1e-10
 
+    # the optimiser loops: stylize's scaled Adam (ImageAdam) and the PyTorch baseline's
+    # (TorchImageAdam) follow one loss trajectory, in float64 to rounding, in float32 through
+    # stylize itself to float32 rounding
+    ours, theirs = _adam_losses(S.StyleLoss(*args[:4], tv_weight=0.05, normalize=normalize),
+                                TorchStyleLoss(*args), image, 3)
+    assert ours[-1] < ours[0]
+    assert np.allclose(ours, theirs, rtol=1e-10, atol=0)
+    net32 = net.astype(np.float32)
+    content32, style32 = (np.ascontiguousarray(a[0].transpose(1, 2, 0)).astype(np.float32)
+                          for a in (content, style_img))
+    _, history = S.stylize(content32, style32, net=net32, width=content32.shape[1], iters=3,
+                           init="content", content_weight=0.2, tv_weight=0.05,
+                           normalize=normalize, progress=False)
+    _, theirs = _adam_losses(None, TorchStyleLoss(net32, S.to_batch(content32),
+                                                  S.to_batch(style32), 0.2, 0.05, normalize),
+                             S.to_batch(content32), 3)
+    assert np.allclose([loss for _, loss, _ in history], theirs, rtol=1e-4, atol=0)
+
+
+def _adam_losses(loss_fn, torch_loss_fn, start, iters):
+    """Losses before each of `iters` steps of ImageAdam on loss_fn (None: skip) and of
+    TorchImageAdam on torch_loss_fn, both from `start`."""
+    import torch
+    from convcore.bench.torch_style import TorchImageAdam
+    ours = []
+    if loss_fn is not None:
+        image, adam = start.copy(), S.ImageAdam(4.0)
+        for _ in range(iters):
+            loss, grad, _ = loss_fn(image)
+            ours.append(loss)
+            adam.step(image, grad)
+    x, adam, theirs = torch.from_numpy(start.copy()).requires_grad_(True), TorchImageAdam(4.0), []
+    for _ in range(iters):
+        loss = torch_loss_fn.loss(x)
+        loss.backward()
+        theirs.append(loss.item())
+        adam.step(x, x.grad)
+        x.grad = None
+    return ours, theirs
+
 
 def test_torchvision_vgg16_state_dict_gives_pytorch_features(rng, tmp_path):
     torch = torch_or_skip()

@@ -2,18 +2,22 @@
 
     python -m convcore.style [CONTENT STYLE] -o out.png --width 435 --iters 1000 --net nin
     python -m convcore.style -o cat.png --width 256 --iters 300 --net vgg16 --weights vgg16.npz
+    python -m convcore.style -o cat.png --net nin --weights nin_imagenet.caffemodel
 
 With no CONTENT and STYLE, scikit-image's bundled `chelsea` (content) and
 `immunohistochemistry` (style) are used. With no --weights the network has seeded random
 weights; see convcore.apps.style for what that gives and the aids (--normalize, --tv).
-Weights: an .npz with '<layer>/W', '<layer>/b' (convcore.models.feature_nets); make one from a
-torchvision VGG state_dict with --convert-torchvision STATE_DICT.pt.
+Weights: an .npz with '<layer>/W', '<layer>/b' (convcore.models.feature_nets), or a Caffe
+.caffemodel (NIN-ImageNet, VGG_ILSVRC_16/19_layers; read by convcore.models.caffe, converted in
+memory); write an .npz from a torchvision VGG state_dict with --convert-torchvision STATE_DICT.pt
+or from a .caffemodel with --convert-caffe MODEL.caffemodel.
 """
 import argparse
 import sys
 import time
 
 from .apps import style as style_app
+from .models.caffe import convert_caffemodel
 from .models.feature_nets import FEATURE_NETS, convert_torchvision_vgg
 
 __all__ = ["main"]
@@ -27,7 +31,8 @@ def _parser():
     p.add_argument("--width", type=int, default=435, help="image width in pixels (default 435)")
     p.add_argument("--iters", type=int, default=1000, help="iterations (default 1000)")
     p.add_argument("--net", default="nin", choices=sorted(FEATURE_NETS))
-    p.add_argument("--weights", help=".npz weights for --net (default: seeded random weights)")
+    p.add_argument("--weights", help=".npz or .caffemodel weights for --net (default: seeded "
+                   "random weights)")
     p.add_argument("--seed", type=int, default=0, help="random weights and initial image")
     p.add_argument("--optimizer", default="adam", choices=("adam", "lbfgs"))
     p.add_argument("--lr", type=float, default=4.0, help="Adam learning rate in pixel units")
@@ -45,15 +50,23 @@ def _parser():
     p.add_argument("--threads", type=int, help="convcore threads (default: all cores)")
     p.add_argument("--convert-torchvision", metavar="STATE_DICT",
                    help="convert a torchvision VGG state_dict file to --weights (.npz) and exit")
+    p.add_argument("--convert-caffe", metavar="CAFFEMODEL",
+                   help="convert a Caffe .caffemodel for --net to --weights (.npz) and exit")
     return p
 
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    if args.convert_torchvision:
+    if args.convert_torchvision or args.convert_caffe:
+        if args.convert_torchvision and args.convert_caffe:
+            raise SystemExit("give --convert-torchvision or --convert-caffe, not both")
+        flag = "--convert-torchvision" if args.convert_torchvision else "--convert-caffe"
         if not args.weights:
-            raise SystemExit("--convert-torchvision needs --weights OUT.npz")
-        convert_torchvision_vgg(args.convert_torchvision, args.weights, args.net)
+            raise SystemExit(f"{flag} needs --weights OUT.npz")
+        if args.convert_torchvision:
+            convert_torchvision_vgg(args.convert_torchvision, args.weights, args.net)
+        else:
+            convert_caffemodel(args.convert_caffe, args.weights, args.net)
         print(f"wrote {args.weights}")
         return 0
     if args.threads:

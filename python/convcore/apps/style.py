@@ -33,7 +33,7 @@ import numpy as np
 from ..models.feature_nets import FeatureNet, feature_net
 from ..optim import Adam
 
-__all__ = ["StyleLoss", "stylize", "gram", "default_images", "load_image",
+__all__ = ["StyleLoss", "ImageAdam", "stylize", "gram", "default_images", "load_image",
            "resize", "write_png", "parse_layer_weights"]
 
 
@@ -271,6 +271,25 @@ def _total_variation(image):
     return tv, g * image.dtype.type(2 * scale / 255)
 
 
+class ImageAdam:
+    """stylize's Adam step on the image, in place: the book's Adam (convcore.optim.Adam) on
+    one "parameter", the gradient scaled by one constant fixed at the first step,
+    1 / mean|grad|, then the pixels clipped to 0..255. Adam ignores a constant gradient scale
+    except through its fixed epsilon (1e-7), which normalised losses' pixel gradients (~1e-6
+    and shrinking) come near; the constant keeps epsilon relative to them.
+    convcore.bench.torch_style.TorchImageAdam is the same step in PyTorch."""
+
+    def __init__(self, lr=4.0):
+        self.adam = Adam(lr)
+        self.grad_scale = None
+
+    def step(self, image, grad):
+        if self.grad_scale is None:
+            self.grad_scale = 1.0 / max(float(np.mean(np.abs(grad))), 1e-30)
+        self.adam.update({"image": image}, {"image": grad * self.grad_scale})
+        np.clip(image, 0, 255, out=image)   # the whole array at once
+
+
 def _progress(total, stream):
     from ..train import _Progress
     return _Progress(total, stream)
@@ -336,17 +355,10 @@ def stylize(content, style, net="nin", weights=None, seed=0, width=435, iters=10
             callback(it, loss, parts, img)
 
     if optimizer == "adam":
-        adam = Adam(lr)     # the book's Adam, on one "parameter": the image
-        grad_scale = None
+        adam = ImageAdam(lr)
         for it in range(1, iters + 1):
             loss, grad, parts = loss_fn(image)
-            if grad_scale is None:
-                # Adam ignores a constant gradient scale except through its fixed epsilon
-                # (1e-7), which normalised losses' pixel gradients (~1e-6 and shrinking) come
-                # near; one constant set at the start keeps epsilon relative to them
-                grad_scale = 1.0 / max(float(np.mean(np.abs(grad))), 1e-30)
-            adam.update({"image": image}, {"image": grad * grad_scale})
-            np.clip(image, 0, 255, out=image)   # the whole array at once
+            adam.step(image, grad)
             report(it, loss, parts, image)
     else:
         image = _lbfgs(loss_fn, image, iters, report)

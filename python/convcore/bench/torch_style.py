@@ -4,10 +4,58 @@ optional PyTorch test. Needs torch; convcore does not.
 
     loss_fn = TorchStyleLoss(net, content, style, content_weight, tv_weight, normalize)
     loss, grad = loss_fn(image)          # numpy in, numpy out (float of image's dtype)
+
+    x = torch.from_numpy(start).requires_grad_(True)     # the optimiser loop, as stylize's
+    adam = TorchImageAdam(lr=4.0)
+    for _ in range(iters):
+        loss = loss_fn.loss(x)
+        loss.backward()
+        adam.step(x, x.grad)             # scaled Adam step and clipping, in place
+        x.grad = None
+
+TorchImageAdam is convcore.apps.style.ImageAdam's step written in PyTorch tensor ops: the
+book's Adam (not torch.optim.Adam, whose epsilon enters after the bias correction) on a
+gradient scaled by 1 / mean|grad| of the first step. With the same weights, images and start,
+both loops follow the same loss trajectory up to floating-point rounding.
 """
+import math
+
 import numpy as np
 
-__all__ = ["TorchStyleLoss"]
+from ..optim import EPS
+
+__all__ = ["TorchStyleLoss", "TorchImageAdam"]
+
+
+class TorchImageAdam:
+    """convcore.apps.style.ImageAdam in PyTorch: t += 1; g = grad * scale (scale =
+    1 / mean|grad| fixed at the first step); m += (1-beta1)(g - m); v += (1-beta2)(g*g - v);
+    x -= lr sqrt(1 - beta2**t) / (1 - beta1**t) * m / (sqrt(v) + 1e-7); x clipped to 0..255.
+    `step` updates the tensor x in place (outside autograd)."""
+
+    def __init__(self, lr=4.0, beta1=0.9, beta2=0.999):
+        import torch
+        self.torch = torch
+        self.lr, self.beta1, self.beta2 = lr, beta1, beta2
+        self.iter = 0
+        self.m = self.v = None
+        self.grad_scale = None
+
+    def step(self, x, grad):
+        torch = self.torch
+        with torch.no_grad():
+            if self.grad_scale is None:
+                self.grad_scale = 1.0 / max(float(torch.mean(torch.abs(grad))), 1e-30)
+            if self.m is None:
+                self.m, self.v = torch.zeros_like(x), torch.zeros_like(x)
+            self.iter += 1
+            lr_t = float(self.lr * math.sqrt(1.0 - self.beta2 ** self.iter)
+                         / (1.0 - self.beta1 ** self.iter))
+            g = grad * self.grad_scale
+            self.m += (1 - self.beta1) * (g - self.m)
+            self.v += (1 - self.beta2) * (g * g - self.v)
+            x -= lr_t * self.m / (torch.sqrt(self.v) + EPS)
+            x.clamp_(0, 255)
 
 
 class TorchStyleLoss:

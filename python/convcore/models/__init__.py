@@ -5,6 +5,7 @@
     net = build_model("resnet", dtype=np.float32)
 """
 from .base import Net
+from .caffe import convert_caffemodel, read_caffemodel
 from .book import DeepConvNet, SimpleConvNet
 from .feature_nets import FeatureNet, convert_torchvision_vgg, feature_net
 from .fully_convolutional import FullyConvNet, to_fully_convolutional
@@ -32,4 +33,5 @@ def build_model(name, **kwargs):
 
 __all__ = ["Net", "SimpleConvNet", "DeepConvNet", "VGGNet", "MobileNet", "XceptionNet",
            "ResNet", "FCN", "MODELS", "build_model", "FullyConvNet",
-           "to_fully_convolutional", "FeatureNet", "feature_net", "convert_torchvision_vgg"]
+           "to_fully_convolutional", "FeatureNet", "feature_net", "convert_torchvision_vgg",
+           "convert_caffemodel", "read_caffemodel"]

@@ -3,6 +3,7 @@ them out, VGG-19 as Gatys et al. used it, and a shallow wide network for random 
 
     net = feature_net("nin", seed=0)                 # seeded random weights
     net = feature_net("vgg16", weights="vgg16.npz")  # trained weights from an .npz
+    net = feature_net("nin", weights="nin_imagenet.caffemodel")   # or straight from Caffe
     feats = net.forward(x, taps)                     # {name: (N, C, H, W)}
     dx = net.backward({name: dfeat})                 # gradient to the input only
 
@@ -14,13 +15,18 @@ Weight files: .npz with '<layer>/W' (K, C, kh, kw) and '<layer>/b' (K,), plus an
 'preprocess' string ('caffe': subtract the per-channel mean from 0..255 RGB pixels, or
 'torch': scale to 0..1, subtract torchvision's mean and divide by its std).
 `convert_torchvision_vgg(state_dict_file, out_npz, arch)` writes such a file from a PyTorch
-state_dict in torchvision's VGG layout ('features.<i>.weight'); Caffe .caffemodel files are
-not parsed (convert them to a state_dict first).
+state_dict in torchvision's VGG layout ('features.<i>.weight');
+`convert_caffemodel(caffemodel, out_npz, arch)` (convcore.models.caffe, a protobuf reader of
+its own: neither Caffe nor protobuf is needed) writes one from the Caffe models chainer-gogh
+uses (NIN-ImageNet, VGG_ILSVRC_16/19_layers), reversing the first conv's input channels
+from Caffe's BGR to RGB. A `weights` path ending in '.caffemodel' is converted in memory.
 
 Pooling is average pooling throughout, as Gatys et al. recommend for synthesis (and
 chainer-gogh uses); trained VGG weights come from max-pooled training, which average
 pooling approximates.
 """
+import os
+
 import numpy as np
 
 from .. import functional as F
@@ -246,9 +252,15 @@ def _load_params(file_name, dtype):
     return {k: v.astype(dtype) for k, v in arrays.items()}, kind
 
 
+def _is_caffemodel(weights):
+    return (isinstance(weights, (str, os.PathLike))
+            and os.fspath(weights).lower().endswith(".caffemodel"))
+
+
 def feature_net(name, weights=None, seed=0, dtype=np.float32):
-    """A FeatureNet by name ('nin', 'vgg16', 'vgg19', 'random'): weights from an .npz file, or
-    seeded random weights when `weights` is None ('random' always has random weights)."""
+    """A FeatureNet by name ('nin', 'vgg16', 'vgg19', 'random'): weights from an .npz file or
+    a Caffe .caffemodel (by its extension; 'nin', 'vgg16' and 'vgg19' only), or seeded random
+    weights when `weights` is None."""
     try:
         build, content, style, (kind, mean) = FEATURE_NETS[name.lower()]
     except (KeyError, AttributeError):
@@ -257,6 +269,9 @@ def feature_net(name, weights=None, seed=0, dtype=np.float32):
     spec = build()
     if weights is None:
         params = _random_params(spec, seed, dtype)
+    elif _is_caffemodel(weights):
+        from .caffe import caffemodel_params
+        params, kind = caffemodel_params(weights, name.lower(), dtype), "caffe"
     else:
         params, kind = _load_params(weights, dtype)
         if kind == "torch":
