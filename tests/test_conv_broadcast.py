@@ -4,7 +4,8 @@ two channel vectors per tile, a partial last channel block), output widths that 
 width from 1 to the ISA's largest and rows split into unequal tiles, strides 1, 2 and 4 along the
 width and 1-3 along the height, dilation, groups, asymmetric padding, no bias; every ISA; thread
 counts; and calls of different shapes one after another (the thread's padded-image buffer is
-reused). The forward and the stride-1 input gradient (a forward over dY) run it."""
+reused). The forward, the stride-1 input gradient (a forward over dY) and the weight gradient
+(the same tile turned around, over channel-last copies) run it."""
 import contextlib
 
 import numpy as np
@@ -71,20 +72,25 @@ def test_forward_and_input_gradient_against_reference(rng, isa, shape):
     x, w, b, dy, kw = _arrays(rng, shape)
     with forced_isa(isa), broadcast_always():
         y = F.conv2d(x, w, b, algo="im2col", **kw)
-        dx = F.conv2d_backward(dy, x, w, need=("x",), algo="im2col", **kw)[0]
+        dx, dw, _ = F.conv2d_backward(dy, x, w, need=("x", "w"), algo="im2col", **kw)
+    dx_ref, dw_ref, _ = ref_backward(dy, x, w, *_ref_args(kw))
     assert_close(y, ref_conv2d(x, w, b, *_ref_args(kw)), f"forward {isa} {shape}", 1e-5)
-    assert_close(dx, ref_backward(dy, x, w, *_ref_args(kw))[0], f"dx {isa} {shape}", 1e-5)
+    assert_close(dx, dx_ref, f"dx {isa} {shape}", 1e-5)
+    assert_close(dw, dw_ref, f"dw {isa} {shape}", 1e-5)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=IDS)
 def test_small_integers_equal_reference_exactly(rng, shape):
     """Sums of small integers are exact in float32: any difference is an indexing bug."""
-    x, w, b, _, kw = _arrays(rng, shape)
-    x, w = (rng.integers(-8, 9, size=a.shape).astype(np.float32) for a in (x, w))
+    x, w, b, dy, kw = _arrays(rng, shape)
+    x, w, dy = (rng.integers(-8, 9, size=a.shape).astype(np.float32) for a in (x, w, dy))
     b = None if b is None else rng.integers(-8, 9, size=b.shape).astype(np.float32)
     with broadcast_always():
         got = F.conv2d(x, w, b, algo="im2col", **kw)
+        dw = F.conv2d_backward(dy, x, w, need=("w",), algo="im2col", **kw)[1]
     np.testing.assert_array_equal(got, F.conv2d(x, w, b, algo="reference", **kw))
+    want_dw = F.conv2d_backward(dy, x, w, need=("w",), algo="reference", **kw)[1]
+    np.testing.assert_array_equal(dw, want_dw)
 
 
 def test_every_tile_width(rng):
@@ -119,6 +125,18 @@ def test_identical_for_any_thread_count(rng, threads):
             results.append(F.conv2d(x, w, b, algo="im2col", **kw))
     for y in results[1:]:
         np.testing.assert_array_equal(y, results[0])
+
+
+def test_weight_gradient_repeats_exactly_at_each_thread_count(rng, threads):
+    """Threads split the images; their partial sums are added in thread order."""
+    x, w, _, dy, kw = _arrays(rng, (7, 6, 10, 9, 20, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2, False))
+    with broadcast_always():
+        for t in (1, 2, 3):
+            threads(t)
+            first = F.conv2d_backward(dy, x, w, need=("w",), algo="im2col", **kw)[1]
+            again = F.conv2d_backward(dy, x, w, need=("w",), algo="im2col", **kw)[1]
+            np.testing.assert_array_equal(first, again)
+            assert_close(first, ref_backward(dy, x, w, *_ref_args(kw))[1], f"dw threads={t}", 1e-5)
 
 
 def test_reused_padded_buffer_is_rewritten(rng):

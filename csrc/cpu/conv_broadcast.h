@@ -13,6 +13,12 @@ namespace convcore::cpu {
 bool broadcast_conv_applies(const ConvParams& p);
 // The shape rule: where it beat the packed-B implicit GEMM in bench/RESULTS.md.
 bool broadcast_conv_wins(const ConvParams& p);
+// dW = the weight gradient, as sums of broadcast x times dY over channel-last image copies;
+// threads split the images and their partial sums are added in thread order.
+void conv2d_backward_weight_broadcast_f32(const ConvParams& p, const float* dy, const float* x,
+                                          float* dw, int threads);
+// Where that beat the packed implicit GEMM's weight gradient.
+bool broadcast_weight_grad_wins(const ConvParams& p);
 // Test/bench hook: 1 runs it wherever it applies, 0 never, anything else restores the rule
 // (the starting mode comes from CONVCORE_CONV_BROADCAST=0|1). Returns the previous mode.
 int set_broadcast_conv_override(int mode);
@@ -27,6 +33,8 @@ void conv2d_forward_broadcast_f32(const ConvParams& p, const float* x, const flo
   namespace convcore::cpu::isa {                                                                \
   void broadcast_forward_f32(const ConvParams& p, const float* x, const float* w,               \
                              const float* bias, float* y, int threads);                         \
+  void broadcast_backward_weight_f32(const ConvParams& p, const float* dy, const float* x,      \
+                                     float* dw, int threads);                                   \
   }
 CONVCORE_DECLARE_BROADCAST_F32(avx2)
 CONVCORE_DECLARE_BROADCAST_F32(avx512)
@@ -37,5 +45,9 @@ CONVCORE_DECLARE_BROADCAST_F32(avx512)
   void broadcast_forward_f32(const ConvParams& p, const float* x, const float* w,               \
                              const float* bias, float* y, int threads) {                        \
     bc_impl::broadcast_forward(p, x, w, bias, y, threads);                                      \
+  }                                                                                             \
+  void broadcast_backward_weight_f32(const ConvParams& p, const float* dy, const float* x,      \
+                                     float* dw, int threads) {                                  \
+    bc_impl::broadcast_backward_weight(p, dy, x, dw, threads);                                  \
   }                                                                                             \
   }

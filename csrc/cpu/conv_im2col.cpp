@@ -97,11 +97,12 @@ void conv2d_forward_im2col(const ConvParams& p, const T* x, const T* w, const T*
 template <typename T>
 void conv2d_backward_input_im2col(const ConvParams& p, const T* dy, const T* w, T* dx) {
   if constexpr (std::is_same_v<T, float>) {
-    // As a forward, the input gradient's GEMM has M = C/groups rows: with fewer than 32 the
-    // per-image W^T * dY (M = C/groups*kh*kw) + col2im is faster. Bench rows (Run 2, one
-    // thread): book.conv3 (C = 16) 3.6 ms per-image vs 4.8 ms as a forward; book.conv4 (C = 32)
-    // 7.3 vs 6.1 ms; book.conv1 (C = 1) 0.9 vs 5.3 ms.
-    if (backward_input_is_a_forward(p) && p.c_per_group() >= 32)
+    // As a forward over dY, the input gradient runs the broadcast kernel with C/groups output
+    // channels in its vector lanes (cpu/conv_broadcast.h). One thread, thread CPU time: book.conv2
+    // (C = 16) 7.2 ms per-image W^T * dY + col2im vs 4.2 ms as a forward, book.conv3 (C = 16)
+    // 3.3 vs 2.0. Below 16 channels most lanes of an AVX-512 vector would idle; book.conv1
+    // (C = 1) keeps the per-image path (0.9 ms vs 5.3 as a packed forward, Run 2).
+    if (backward_input_is_a_forward(p) && p.c_per_group() >= 16)
       return conv2d_backward_input_implicit_f32(p, dy, w, dx);
   }
   const Im2colShape s(p);

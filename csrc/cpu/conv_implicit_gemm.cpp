@@ -374,6 +374,8 @@ void conv2d_backward_weight_implicit_f32(const ConvParams& p, const float* dy, c
     std::fill(dw, dw + dw_elems, 0.0f);
     return;
   }
+  if (broadcast_weight_grad_wins(p))  // channel-last copies, no packing (conv_broadcast.h)
+    return conv2d_backward_weight_broadcast_f32(p, dy, x, dw, p.macs() < 2e5 ? 1 : num_threads());
   const GemmUkernel& uk = gemm_ukernel_for_shape(active_isa(), ckk, kpg);
   const int mr = uk.mr, nr = uk.nr;
   const GemmBlocking blk = gemm_blocking_for(uk);
