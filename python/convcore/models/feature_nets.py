@@ -31,6 +31,7 @@ import numpy as np
 
 from .. import functional as F
 from ..init import he_normal
+from ..layers import _is_float_ndarray
 
 __all__ = ["FeatureNet", "feature_net", "FEATURE_NETS", "convert_torchvision_vgg",
            "torchvision_vgg_layout"]
@@ -187,8 +188,8 @@ class FeatureNet:
                 W = self.params[op["name"] + "/W"].astype(x.dtype, copy=False)
                 b = self.params[op["name"] + "/b"].astype(x.dtype, copy=False)
                 y = F.conv2d(x, W, b, stride=op["stride"], padding=op["pad"])
-            elif op["op"] == "relu":
-                y = np.maximum(x, 0)
+            elif op["op"] == "relu":  # native and threaded for NumPy arrays; CuPy's own otherwise
+                y = F.relu(x) if _is_float_ndarray(x) else np.maximum(x, 0)
             else:
                 y = F.avg_pool2d(x, op["k"], stride=op["stride"])
             # relu backward needs only its output; conv and pool need their input
@@ -216,7 +217,10 @@ class FeatureNet:
                                              stride=op["stride"], padding=op["pad"],
                                              need=("x",))
             elif op["op"] == "relu":
-                dy = np.where(saved > 0, dy, dy.dtype.type(0))
+                if _is_float_ndarray(dy) and _is_float_ndarray(saved) and dy.dtype == saved.dtype:
+                    dy = F.relu_backward(dy, saved)
+                else:
+                    dy = np.where(saved > 0, dy, dy.dtype.type(0))
             else:
                 dy = F.avg_pool2d_backward(np.ascontiguousarray(dy), saved, op["k"],
                                            stride=op["stride"])
