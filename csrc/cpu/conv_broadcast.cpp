@@ -17,6 +17,7 @@
 #include "common/errors.h"
 #include "cpu/cpu_features.h"
 #include "cpu/parallel.h"
+#include "cpu/scratch.h"
 
 namespace convcore::cpu {
 

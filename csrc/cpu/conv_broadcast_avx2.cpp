@@ -11,6 +11,7 @@
 
 #include "cpu/conv_broadcast.h"
 #include "cpu/parallel.h"
+#include "cpu/scratch.h"
 
 namespace convcore::cpu::avx2 {
 namespace {

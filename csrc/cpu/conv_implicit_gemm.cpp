@@ -28,6 +28,7 @@
 #include "cpu/cpu_features.h"
 #include "cpu/gemm/ukernel.h"
 #include "cpu/parallel.h"
+#include "cpu/scratch.h"
 
 namespace convcore::cpu {
 
@@ -35,75 +36,21 @@ namespace {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// 64-byte aligned float buffer (the micro-kernels load panels with aligned loads).
-class AlignedFloats {
- public:
-  explicit AlignedFloats(size_t count) {
-    const size_t bytes = ((count * sizeof(float) + 63) / 64) * 64;
-    data_ = static_cast<float*>(std::aligned_alloc(64, bytes > 0 ? bytes : 64));
-    if (!data_) throw std::bad_alloc();
-  }
-  ~AlignedFloats() { std::free(data_); }
-  AlignedFloats(const AlignedFloats&) = delete;
-  AlignedFloats& operator=(const AlignedFloats&) = delete;
-  float* get() const { return data_; }
-
- private:
-  float* data_;
-};
-
 // The input as the packer reads it: x itself, or when the conv pads, a copy with the padding
 // written out as zeros. With the padding in memory every tap of every output lies inside the
 // array, so packing needs no bounds tests: it is one short copy per (column run, row of col).
-// The copy lives in the calling thread's cached buffer (CachedPadBuffer) when that one is free.
-class CachedPadBuffer {
- public:
-  // A buffer of at least `count` floats. The calling thread's cache is lent when it is free and
-  // the request is at most kKeepBytes (a fresh buffer of megabytes costs a page fault per 4 KiB
-  // on first touch: on book.conv2 that was as long as the convolution itself); otherwise a
-  // fresh one is made for this call.
-  explicit CachedPadBuffer(size_t count) {
-    static thread_local std::unique_ptr<AlignedFloats> cache;
-    static thread_local size_t cache_count = 0;
-    static thread_local bool lent = false;
-    if (!lent && count * sizeof(float) <= kKeepBytes) {
-      if (cache_count < count) {
-        cache.reset();
-        cache = std::make_unique<AlignedFloats>(count);
-        cache_count = count;
-      }
-      data_ = cache->get();
-      lent_flag_ = &lent;
-      lent = true;
-    } else {
-      own_ = std::make_unique<AlignedFloats>(count);
-      data_ = own_->get();
-    }
-  }
-  ~CachedPadBuffer() {
-    if (lent_flag_) *lent_flag_ = false;
-  }
-  CachedPadBuffer(const CachedPadBuffer&) = delete;
-  CachedPadBuffer& operator=(const CachedPadBuffer&) = delete;
-  float* get() const { return data_; }
-
- private:
-  static constexpr size_t kKeepBytes = size_t(256) << 20;
-  float* data_ = nullptr;
-  bool* lent_flag_ = nullptr;
-  std::unique_ptr<AlignedFloats> own_;
-};
-
+// The copy lives in the calling thread's scratch buffer (cpu/scratch.h).
 struct PaddedInput {
   const float* data;
   int64_t h, w;  // padded extents
-  std::unique_ptr<CachedPadBuffer> storage;
+  std::unique_ptr<ScratchFloats> storage;
 };
 
 PaddedInput pad_input(const ConvParams& p, const float* x, int threads) {
   const int64_t hp = p.h + p.pad_top + p.pad_bottom, wp = p.w + p.pad_left + p.pad_right;
   if (hp == p.h && wp == p.w) return {x, p.h, p.w, nullptr};
-  auto storage = std::make_unique<CachedPadBuffer>(static_cast<size_t>(p.n * p.c * hp * wp));
+  auto storage = std::make_unique<ScratchFloats>(ScratchSlot::PaddedInput,
+                                                 static_cast<size_t>(p.n * p.c * hp * wp));
   float* xp = storage->get();
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t plane = 0; plane < p.n * p.c; ++plane) {
@@ -322,15 +269,18 @@ void conv2d_backward_input_implicit_f32(const ConvParams& p, const float* dy, co
       {eh - p.pad_top, eh - p.pad_bottom, ew - p.pad_left, ew - p.pad_right}, {p.dil_h, p.dil_w},
       p.groups);
   CC_ASSERT(q.out_h == p.h && q.out_w == p.w);
-  std::vector<float> turned(static_cast<size_t>(p.c * kpg * taps));
-  for (int64_t g = 0; g < p.groups; ++g)
-    for (int64_t c = 0; c < cpg; ++c)
-      for (int64_t k = 0; k < kpg; ++k) {
-        const float* src = w + ((g * kpg + k) * cpg + c) * taps;
-        float* dst = turned.data() + ((g * cpg + c) * kpg + k) * taps;
-        for (int64_t t = 0; t < taps; ++t) dst[t] = src[taps - 1 - t];
-      }
-  conv2d_forward_implicit_f32(q, dy, turned.data(), nullptr, dx);
+  // (a scratch buffer, filled by all threads: for NIN's conv4_1024 these are 14 MB per call)
+  const ScratchFloats turned(ScratchSlot::TurnedWeights, static_cast<size_t>(p.c * kpg * taps));
+#pragma omp parallel for schedule(static) num_threads(num_threads())
+  for (int64_t gc = 0; gc < p.c; ++gc) {
+    const int64_t g = gc / cpg, c = gc % cpg;
+    for (int64_t k = 0; k < kpg; ++k) {
+      const float* src = w + ((g * kpg + k) * cpg + c) * taps;
+      float* dst = turned.get() + (gc * kpg + k) * taps;
+      for (int64_t t = 0; t < taps; ++t) dst[t] = src[taps - 1 - t];
+    }
+  }
+  conv2d_forward_implicit_f32(q, dy, turned.get(), nullptr, dx);
 }
 
 }  // namespace convcore::cpu
