@@ -22,8 +22,8 @@ bool broadcast_weight_grad_wins(const ConvParams& p);
 // Test/bench hook: 1 runs it wherever it applies, 0 never, anything else restores the rule
 // (the starting mode comes from CONVCORE_CONV_BROADCAST=0|1). Returns the previous mode.
 int set_broadcast_conv_override(int mode);
-// y = conv(x) from xpad, x with p's padding written out as zeros; runs the build for active_isa().
-void conv2d_forward_broadcast_f32(const ConvParams& p, const float* xpad, const float* w,
+// y = conv(x); runs the build for active_isa().
+void conv2d_forward_broadcast_f32(const ConvParams& p, const float* x, const float* w,
                                   const float* bias, float* y, int threads);
 
 }  // namespace convcore::cpu
@@ -31,7 +31,7 @@ void conv2d_forward_broadcast_f32(const ConvParams& p, const float* xpad, const 
 // Per-ISA builds (conv_broadcast_avx2.cpp, conv_broadcast_avx512.cpp).
 #define CONVCORE_DECLARE_BROADCAST_F32(isa)                                                     \
   namespace convcore::cpu::isa {                                                                \
-  void broadcast_forward_f32(const ConvParams& p, const float* xpad, const float* w,            \
+  void broadcast_forward_f32(const ConvParams& p, const float* x, const float* w,               \
                              const float* bias, float* y, int threads);                         \
   void broadcast_backward_weight_f32(const ConvParams& p, const float* dy, const float* x,      \
                                      float* dw, int threads);                                   \
@@ -42,9 +42,9 @@ CONVCORE_DECLARE_BROADCAST_F32(avx512)
 // The includes conv_broadcast_impl.inc expects, then the ISA's definition of the entry point.
 #define CONVCORE_DEFINE_BROADCAST_F32(isa)                                                      \
   namespace convcore::cpu::isa {                                                                \
-  void broadcast_forward_f32(const ConvParams& p, const float* xpad, const float* w,            \
+  void broadcast_forward_f32(const ConvParams& p, const float* x, const float* w,               \
                              const float* bias, float* y, int threads) {                        \
-    bc_impl::broadcast_forward(p, xpad, w, bias, y, threads);                                   \
+    bc_impl::broadcast_forward(p, x, w, bias, y, threads);                                      \
   }                                                                                             \
   void broadcast_backward_weight_f32(const ConvParams& p, const float* dy, const float* x,      \
                                      float* dw, int threads) {                                  \

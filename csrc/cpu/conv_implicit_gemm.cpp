@@ -158,10 +158,8 @@ void conv2d_forward_implicit_f32(const ConvParams& p, const float* x, const floa
   int threads = num_threads();
   if (p.macs() < 2e5) threads = 1;  // a fork/join costs more than such a conv
   threads = static_cast<int>(std::min<int64_t>(threads, total_panels));
-  if (broadcast_conv_wins(p)) {  // the column matrix read in place: no packing (conv_broadcast.h)
-    const PaddedInput in = pad_input(p, x, threads);
-    return conv2d_forward_broadcast_f32(p, in.data, w, bias, y, threads);
-  }
+  if (broadcast_conv_wins(p))  // the column matrix read in place: no packing (conv_broadcast.h)
+    return conv2d_forward_broadcast_f32(p, x, w, bias, y, threads);
 
   // A for every (group, K block): m_panels panels of kc x mr (the last K block uses fewer rows).
   const int64_t a_block = m_panels * mr * kc;

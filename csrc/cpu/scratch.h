@@ -31,7 +31,13 @@ class AlignedFloats {
 
 // What a kernel uses a slot for; each kernel family owns its slots, so two buffers alive at
 // once on one thread never share one.
-enum class ScratchSlot { PaddedInput = 0, PackedWeights = 1, TurnedWeights = 2, Count = 3 };
+enum class ScratchSlot {
+  PaddedInput = 0,
+  PackedWeights = 1,
+  TurnedWeights = 2,
+  ChannelLastGrad = 3,
+  Count = 4
+};
 
 class ScratchFloats {
  public:
