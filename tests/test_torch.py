@@ -88,6 +88,10 @@ CASES = {
         lambda r: (_t(r, 2, 3, 7, 9),),
         lambda x: cct.max_pool2d(x, 3, 2, 1, dilation=(1, 2), ceil_mode=True),
         lambda x: tF.max_pool2d(x, 3, 2, 1, dilation=(1, 2), ceil_mode=True)),
+    "max_pool2d_return_indices": (  # the op that also returns indices; its backward uses them
+        lambda r: (_t(r, 2, 3, 8, 7),),
+        lambda x: cct.max_pool2d(x, 3, 2, 1, ceil_mode=True, return_indices=True)[0],
+        lambda x: tF.max_pool2d(x, 3, 2, 1, ceil_mode=True, return_indices=True)[0]),
     "max_pool2d_stride_gt_kernel": (
         lambda r: (_t(r, 1, 2, 9, 10),),
         lambda x: cct.max_pool2d(x, (2, 3), stride=(3, 4)),

@@ -422,6 +422,27 @@ _max_pool_op = _define(
     _save_x_indices_and_params)
 
 
+# Without return_indices the op returns the values only and its backward recomputes each
+# window's argmax from x, as the book's Pooling layer does: the int64 indices (twice the
+# output's bytes) are never written, kept for backward or carried through autograd.
+_MAX_SCHEMA = "int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, bool ceil_mode"
+
+_max_pool_values_bwd_op = _define(
+    "max_pool2d_values_backward", f"(Tensor dy, Tensor x, {_MAX_SCHEMA}) -> Tensor",
+    lambda dy, x, k, s, p, d, c: _tensor(F.max_pool2d_backward(
+        _np(dy), _np(x), tuple(k), tuple(s), tuple(p), tuple(d), c)),
+    lambda dy, x, *params: torch.empty_like(x))
+
+_max_pool_values_op = _define(
+    "max_pool2d_values", f"(Tensor x, {_MAX_SCHEMA}) -> Tensor",
+    lambda x, k, s, p, d, c: _tensor(F.max_pool2d(_np(x), tuple(k), tuple(s), tuple(p),
+                                                  tuple(d), c)),
+    lambda x, *params: _max_pool_fake(x, *params)[0],
+    lambda ctx, dy: (_max_pool_values_bwd_op(dy, *ctx.saved_tensors, *ctx.params),)
+    + (None,) * len(ctx.params),
+    _save_x_and_params)
+
+
 def _pool_window(op, kernel_size, stride, padding):
     kernel = pair(kernel_size, op, "kernel_size")
     stride = kernel if stride is None or stride == () or stride == [] else pair(stride, op, "stride")
@@ -434,9 +455,11 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     PyTorch's)."""
     op = "max_pool2d"
     _check(input, op, "input")
-    y, idx = _max_pool_op(input, *_pool_window(op, kernel_size, stride, padding),
-                          list(pair(dilation, op, "dilation")), _bool(ceil_mode, op, "ceil_mode"))
-    return (y, idx) if _bool(return_indices, op, "return_indices") else y
+    args = (*_pool_window(op, kernel_size, stride, padding), list(pair(dilation, op, "dilation")),
+            _bool(ceil_mode, op, "ceil_mode"))
+    if _bool(return_indices, op, "return_indices"):
+        return _max_pool_op(input, *args)
+    return _max_pool_values_op(input, *args)
 
 
 _AVG_SCHEMA = ("int[2] kernel_size, int[2] stride, int[2] padding, bool ceil_mode, "
