@@ -54,17 +54,21 @@ def test_gradient_matches_finite_differences(rng, skip):
     x = rng.standard_normal((2, 1, 16, 8))
     t = rng.integers(0, 3, (2, 16, 8))
     grads = net.gradient(x, t)
-    h = 1e-5
     for key, p in net.params.items():
         flat, g = p.reshape(-1), grads[key].reshape(-1)
         for i in rng.choice(flat.size, min(4, flat.size), replace=False):
-            old = flat[i]
-            flat[i] = old + h
-            plus = net.loss(x, t)
-            flat[i] = old - h
-            minus = net.loss(x, t)
-            flat[i] = old
-            assert abs((plus - minus) / (2 * h) - g[i]) <= 1e-6 * max(1.0, abs(g[i])), key
+            # a step can move a max-pool argmax or a ReLU input across its kink (seed 3118796813:
+            # 7e-5 off at h = 1e-5); three step sizes rarely all do, and float64 keeps each
+            # accurate to ~1e-9
+            old, errors = flat[i], []
+            for h in (1e-5, 2e-6, 4e-7):
+                flat[i] = old + h
+                plus = net.loss(x, t)
+                flat[i] = old - h
+                minus = net.loss(x, t)
+                flat[i] = old
+                errors.append(abs((plus - minus) / (2 * h) - g[i]))
+            assert min(errors) <= 1e-6 * max(1.0, abs(g[i])), (key, errors)
 
 
 def test_a_few_steps_lower_the_loss(rng):
