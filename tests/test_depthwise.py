@@ -118,19 +118,26 @@ def test_same_results_on_one_and_two_threads(rng):
 
 @pytest.mark.parametrize("isa", ISAS)
 def test_small_maps_channels_in_lanes_exact(rng, isa):
-    """Output rows of at most half a vector run with channels in the lanes: 37 channels (two
-    full blocks of 16 and a partial one at avx512), with and without bias, strides 1 and 2, a
-    5x5 kernel with asymmetric padding, and a multiplier of 2 (which keeps the row kernels)."""
+    """Rows of at most half a vector run with channels in the lanes (forward, stride-1 input
+    gradient, weight gradient): 37 channels (two full blocks of 16 and a partial one at avx512),
+    with and without bias, strides 1 and 2, a 5x5 kernel with asymmetric padding, and a
+    multiplier of 2 (which keeps the row kernels)."""
     with forced_isa(isa):
         for (c, h, wd, k, stride, pads, mult, with_bias) in [
                 (37, 7, 7, 3, (1, 1), (1, 1, 1, 1), 1, True),
                 (37, 8, 5, 3, (2, 2), (1, 1, 1, 1), 1, False),
                 (20, 6, 4, 5, (1, 2), (2, 1, 0, 2), 1, True),
-                (9, 5, 6, 3, (1, 1), (1, 1, 1, 1), 2, True)]:
+                (9, 5, 6, 3, (1, 1), (1, 1, 1, 1), 2, True),
+                # pad right past the kernel: no flipped forward for the input gradient
+                (5, 4, 3, 3, (1, 1), (0, 2, 0, 3), 1, True)]:
             x = small_ints(rng, (2, c, h, wd), np.float32)
             w = small_ints(rng, (c * mult, 1, k, k), np.float32)
             b = small_ints(rng, (c * mult,), np.float32) if with_bias else None
-            kw = dict(stride=stride, padding=pads, groups=c, algo="depthwise")
-            y = F.conv2d(x, w, b, **kw)
-            np.testing.assert_array_equal(y, F.conv2d(x, w, b, stride=stride, padding=pads,
-                                                      groups=c, algo="reference"))
+            kw = dict(stride=stride, padding=pads, groups=c)
+            y = F.conv2d(x, w, b, **kw, algo="depthwise")
+            np.testing.assert_array_equal(y, F.conv2d(x, w, b, **kw, algo="reference"))
+            dy = small_ints(rng, y.shape, np.float32)
+            got = F.conv2d_backward(dy, x, w, **kw, need=("x", "w"), algo="depthwise")
+            want = F.conv2d_backward(dy, x, w, **kw, need=("x", "w"), algo="reference")
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1])
