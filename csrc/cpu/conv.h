@@ -3,6 +3,9 @@
 // reuses them (see common/conv_params.h). Arrays are contiguous NCHW; outputs are write-only
 // (the kernels never read what the caller put there).
 #pragma once
+#include <cstdint>
+#include <vector>
+
 #include "common/conv_params.h"
 #include "common/select_algo.h"
 
@@ -38,6 +41,12 @@ void conv2d_backward_weight_im2col(const ConvParams& p, const T* dy, const T* x,
 // (conv_implicit_gemm.cpp); conv2d_forward_im2col<float> runs it.
 void conv2d_forward_implicit_f32(const ConvParams& p, const float* x, const float* w,
                                  const float* bias, float* y);
+// Helpers the float32 implicit-GEMM kernels share (conv_implicit_gemm.cpp, conv_broadcast_impl.inc):
+// zero-padded copies (p's padding, planes of hp x wp) of `planes` consecutive planes of x;
+void pad_planes_f32(const ConvParams& p, const float* x, int64_t planes, float* xpad);
+// and, in a padded input of hp x wp planes, the offset of each row r = (c, ky, kx) of the
+// column matrix relative to its output's tap (0, 0, 0).
+std::vector<int64_t> col_row_offsets(const ConvParams& p, int64_t hp, int64_t wp);
 // float32 im2col backward-input as that forward over dY (stride 1, padding within the kernel).
 bool backward_input_is_a_forward(const ConvParams& p);
 void conv2d_backward_input_implicit_f32(const ConvParams& p, const float* dy, const float* w,

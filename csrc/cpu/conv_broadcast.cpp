@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/errors.h"
+#include "cpu/conv.h"
 #include "cpu/cpu_features.h"
 #include "cpu/parallel.h"
 #include "cpu/scratch.h"
@@ -79,7 +80,6 @@ void conv2d_forward_broadcast_f32(const ConvParams& p, const float* x, const flo
     case Isa::Scalar: return bc_impl::broadcast_forward(p, x, w, bias, y, threads);
   }
 }
-
 
 // One thread, thread CPU time, packed / broadcast: 1.3-1.7x on 3x3 stride-1 maps from 3 input
 // channels up (book.conv2-6, (8,64,56,56) 3x3 1.19x); it lost where the channel-last copies of

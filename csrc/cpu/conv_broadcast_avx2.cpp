@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "cpu/conv.h"
 #include "cpu/conv_broadcast.h"
 #include "cpu/parallel.h"
 #include "cpu/scratch.h"

@@ -53,18 +53,8 @@ PaddedInput pad_input(const ConvParams& p, const float* x, int threads) {
                                                  static_cast<size_t>(p.n * p.c * hp * wp));
   float* xp = storage->get();
 #pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t plane = 0; plane < p.n * p.c; ++plane) {
-    const float* src = x + plane * p.h * p.w;
-    float* dst = xp + plane * hp * wp;
-    std::fill(dst, dst + p.pad_top * wp, 0.0f);
-    for (int64_t iy = 0; iy < p.h; ++iy) {
-      float* row = dst + (p.pad_top + iy) * wp;
-      std::fill(row, row + p.pad_left, 0.0f);
-      std::copy(src + iy * p.w, src + (iy + 1) * p.w, row + p.pad_left);
-      std::fill(row + p.pad_left + p.w, row + wp, 0.0f);
-    }
-    std::fill(dst + (p.pad_top + p.h) * wp, dst + hp * wp, 0.0f);
-  }
+  for (int64_t plane = 0; plane < p.n * p.c; ++plane)
+    pad_planes_f32(p, x + plane * p.h * p.w, 1, xp + plane * hp * wp);
   const float* data = xp;
   return {data, hp, wp, std::move(storage)};
 }
@@ -137,6 +127,32 @@ CONVCORE_NO_LIBC_CALLS void pack_b_from_image(const ConvParams& p, const float* 
 
 }  // namespace
 
+void pad_planes_f32(const ConvParams& p, const float* x, int64_t planes, float* xpad) {
+  const int64_t hp = p.h + p.pad_top + p.pad_bottom, wp = p.w + p.pad_left + p.pad_right;
+  for (int64_t i = 0; i < planes; ++i) {
+    const float* src = x + i * p.h * p.w;
+    float* dst = xpad + i * hp * wp;
+    std::fill(dst, dst + p.pad_top * wp, 0.0f);
+    for (int64_t iy = 0; iy < p.h; ++iy) {
+      float* row = dst + (p.pad_top + iy) * wp;
+      std::fill(row, row + p.pad_left, 0.0f);
+      std::copy(src + iy * p.w, src + (iy + 1) * p.w, row + p.pad_left);
+      std::fill(row + p.pad_left + p.w, row + wp, 0.0f);
+    }
+    std::fill(dst + (p.pad_top + p.h) * wp, dst + hp * wp, 0.0f);
+  }
+}
+
+std::vector<int64_t> col_row_offsets(const ConvParams& p, int64_t hp, int64_t wp) {
+  const int64_t ckk = p.c_per_group() * p.kh * p.kw;
+  std::vector<int64_t> row_off(static_cast<size_t>(ckk));
+  for (int64_t r = 0; r < ckk; ++r) {
+    const int64_t c = r / (p.kh * p.kw), ky = (r / p.kw) % p.kh, kx = r % p.kw;
+    row_off[r] = (c * hp + ky * p.dil_h) * wp + kx * p.dil_w;
+  }
+  return row_off;
+}
+
 void conv2d_forward_implicit_f32(const ConvParams& p, const float* x, const float* w,
                                  const float* bias, float* y) {
   const int64_t kpg = p.k_per_group(), cpg = p.c_per_group();
@@ -173,11 +189,7 @@ void conv2d_forward_implicit_f32(const ConvParams& p, const float* x, const floa
     }
 
   const PaddedInput in = pad_input(p, x, threads);
-  std::vector<int64_t> row_off(static_cast<size_t>(ckk));
-  for (int64_t r = 0; r < ckk; ++r) {
-    const int64_t c = r / (p.kh * p.kw), ky = (r / p.kw) % p.kh, kx = r % p.kw;
-    row_off[r] = (c * in.h + ky * p.dil_h) * in.w + kx * p.dil_w;
-  }
+  const std::vector<int64_t> row_off = col_row_offsets(p, in.h, in.w);
 
   std::exception_ptr error;
 #pragma omp parallel num_threads(threads)
@@ -337,11 +349,7 @@ void conv2d_backward_weight_implicit_f32(const ConvParams& p, const float* dy, c
   threads = static_cast<int>(std::min<int64_t>(threads, k_blocks));
 
   const PaddedInput in = pad_input(p, x, threads);
-  std::vector<int64_t> row_off(static_cast<size_t>(ckk));
-  for (int64_t r = 0; r < ckk; ++r) {
-    const int64_t c = r / (p.kh * p.kw), ky = (r / p.kw) % p.kh, kx = r % p.kw;
-    row_off[r] = (c * in.h + ky * p.dil_h) * in.w + kx * p.dil_w;
-  }
+  const std::vector<int64_t> row_off = col_row_offsets(p, in.h, in.w);
   // partial[t] = thread t's dW^T for every group (g, r, k) with ldc = kpg
   std::vector<float> partials(static_cast<size_t>(threads * dw_elems));
   std::vector<char> used(static_cast<size_t>(threads), 0);
