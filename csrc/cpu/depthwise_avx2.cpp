@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/conv_params.h"
+#include "cpu/conv.h"
 #include "cpu/depthwise_isa.h"
 #include "cpu/parallel.h"
 
