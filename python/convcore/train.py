@@ -165,13 +165,12 @@ class Trainer:
         batch = self._order[step_in_epoch * self.batch_size:(step_in_epoch + 1) * self.batch_size]
         if batch.size == 0:  # more steps than samples (tiny sets): draw a random batch
             batch = self.rng.choice(self.train_size, self.batch_size)
+        self._schedule_lr()
         if self.dist is not None:  # this rank's shard of the batch, one allreduce
-            self._schedule_lr()
             loss = self.dist.step(self.network, self.optimizer, self.x_train, self.t_train, batch)
             self.train_loss_list.append(loss)
             self.current_iter += 1
             return loss
-        self._schedule_lr()
         x_batch, t_batch = self.x_train[batch], self.t_train[batch]
         grads = self.network.gradient(x_batch, t_batch)
         loss = getattr(self.network, "last_loss", None)
@@ -446,7 +445,7 @@ def main(argv=None):
                       seed=args.seed,
                       checkpoint=args.checkpoint or os.path.join(out, "checkpoint.npz"),
                       checkpoint_every=args.checkpoint_every, checkpoint_config=settings,
-                      comm=comm, lr_schedule=getattr(args, "lr_schedule", "constant"))
+                      comm=comm, lr_schedule=args.lr_schedule)
     is_root = comm is None or comm.Get_rank() == 0
     if args.resume is None and is_root and os.path.exists(trainer.checkpoint):
         # without --resume a run starts afresh (the Trainer would continue from the file)
@@ -457,7 +456,8 @@ def main(argv=None):
         comm.Barrier()  # no rank may look for the checkpoint before rank 0 has removed it
     trainer.train()
     trainer.save(out, config={"model": args.model, "data": args.data, "dtype": args.dtype,
-                              "lr": args.lr, "lr_schedule": args.lr_schedule, "limit": args.limit, "seed": args.seed,
+                              "lr": args.lr, "lr_schedule": args.lr_schedule,
+                              "limit": args.limit, "seed": args.seed,
                               "ranks": 1 if comm is None else comm.Get_size(),
                               "threads": convcore.get_num_threads(),
                               "argv": sys.argv[1:] if argv is None else list(argv)})
