@@ -187,66 +187,9 @@ class SeparableConv(Layer):
         return dx
 
 
-class Conv1D(Layer):
-    """1-D convolution over (N, C, L): W (K, C, k), b (K,)."""
-    params = ("W", "b")
-
-    def __init__(self, W, b, stride=1, pad=0):
-        self.W = W
-        self.b = b
-        self.stride = stride
-        self.pad = pad
-        self.x = None
-        self.dW = self.db = None
-
-    def forward(self, x):
-        self.x = x
-        dtype = _float_dtype(x, self.W, self.b)
-        return F.conv1d(_as(x, dtype), _as(self.W, dtype), _as(self.b, dtype),
-                        stride=self.stride, padding=self.pad)
-
-    def backward(self, dout):
-        dtype = _float_dtype(dout, self.x, self.W)
-        dx, dW, db = F.conv1d_backward(_as(dout, dtype), _as(self.x, dtype), _as(self.W, dtype),
-                                       stride=self.stride, padding=self.pad)
-        self.dW = dW.astype(self.W.dtype, copy=False)
-        self.db = db.astype(self.b.dtype, copy=False)
-        return dx
-
-
-class ConvTranspose(Layer):
-    """Transposed convolution (learned upsampling): W (C_in, C_out, FH, FW), b (C_out,).
-    Output extent: (H - 1)*stride - 2*pad + FH + output_padding."""
-    params = ("W", "b")
-
-    def __init__(self, W, b, stride=1, pad=0, output_padding=0):
-        self.W = W
-        self.b = b
-        self.stride = stride
-        self.pad = pad
-        self.output_padding = output_padding
-        self.x = None
-        self.dW = self.db = None
-
-    def forward(self, x):
-        self.x = x
-        dtype = _float_dtype(x, self.W, self.b)
-        return F.conv_transpose2d(_as(x, dtype), _as(self.W, dtype), _as(self.b, dtype),
-                                  stride=self.stride, padding=self.pad,
-                                  output_padding=self.output_padding)
-
-    def backward(self, dout):
-        dtype = _float_dtype(dout, self.x, self.W)
-        dx, dW, db = F.conv_transpose2d_backward(
-            _as(dout, dtype), _as(self.x, dtype), _as(self.W, dtype), stride=self.stride,
-            padding=self.pad, output_padding=self.output_padding)
-        self.dW = dW.astype(self.W.dtype, copy=False)
-        self.db = db.astype(self.b.dtype, copy=False)
-        return dx
-
-
-class _LocalLayer(Layer):
-    """Shared body of LocallyConnected and TiledConv (one kernel per tile class of outputs)."""
+class _FunctionalConvLayer(Layer):
+    """Shared body of the layers that are one functional op with weights W and bias b:
+    forward(x) = _forward_fn(x, W, b, stride=, padding=, **_options()) and its backward."""
     params = ("W", "b")
     _forward_fn = None
     _backward_fn = None
@@ -259,30 +202,53 @@ class _LocalLayer(Layer):
         self.x = None
         self.dW = self.db = None
 
+    def _options(self):
+        return {}
+
     def forward(self, x):
         self.x = x
         dtype = _float_dtype(x, self.W, self.b)
         return type(self)._forward_fn(_as(x, dtype), _as(self.W, dtype), _as(self.b, dtype),
-                                      stride=self.stride, padding=self.pad)
+                                      stride=self.stride, padding=self.pad, **self._options())
 
     def backward(self, dout):
         dtype = _float_dtype(dout, self.x, self.W)
         dx, dW, db = type(self)._backward_fn(_as(dout, dtype), _as(self.x, dtype),
                                              _as(self.W, dtype), stride=self.stride,
-                                             padding=self.pad)
+                                             padding=self.pad, **self._options())
         self.dW = dW.astype(self.W.dtype, copy=False)
         self.db = db.astype(self.b.dtype, copy=False)
         return dx
 
 
-class LocallyConnected(_LocalLayer):
+class Conv1D(_FunctionalConvLayer):
+    """1-D convolution over (N, C, L): W (K, C, k), b (K,)."""
+    _forward_fn = staticmethod(F.conv1d)
+    _backward_fn = staticmethod(F.conv1d_backward)
+
+
+class ConvTranspose(_FunctionalConvLayer):
+    """Transposed convolution (learned upsampling): W (C_in, C_out, FH, FW), b (C_out,).
+    Output extent: (H - 1)*stride - 2*pad + FH + output_padding."""
+    _forward_fn = staticmethod(F.conv_transpose2d)
+    _backward_fn = staticmethod(F.conv_transpose2d_backward)
+
+    def __init__(self, W, b, stride=1, pad=0, output_padding=0):
+        super().__init__(W, b, stride, pad)
+        self.output_padding = output_padding
+
+    def _options(self):
+        return {"output_padding": self.output_padding}
+
+
+class LocallyConnected(_FunctionalConvLayer):
     """Unshared convolution (Goodfellow et al. 9.5): W (out_h, out_w, FN, C, FH, FW), a kernel
     per output position; b (out_h, out_w, FN)."""
     _forward_fn = staticmethod(F.locally_connected2d)
     _backward_fn = staticmethod(F.locally_connected2d_backward)
 
 
-class TiledConv(_LocalLayer):
+class TiledConv(_FunctionalConvLayer):
     """Tiled convolution: W (t_h, t_w, FN, C, FH, FW) cycled over the output positions
     (output (oy, ox) uses W[oy % t_h, ox % t_w]); b (t_h, t_w, FN)."""
     _forward_fn = staticmethod(F.tiled_conv2d)
