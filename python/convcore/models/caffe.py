@@ -93,15 +93,21 @@ def _signed(value):
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
+def _read_key(buf, pos, end):
+    """A field's key at `pos`: (field number, wire type, position after the key)."""
+    key, after = _varint(buf, pos, end)
+    field, wire = key >> 3, key & 7
+    if field == 0 or field >= 1 << 29:
+        raise _DecodeError(f"field number {field} at byte {pos} (valid: 1 .. 2**29 - 1)")
+    return field, wire, after
+
+
 def _next_field(buf, pos, end):
     """Read one field at `pos` (< end): (field number, wire type, a, b, position after it).
     Varint: a = the value. Fixed32/64: a..b the bytes. Length-delimited: a..b the payload.
     Group: a..b its contents (skipped by callers as an unknown field)."""
     key_at = pos
-    key, pos = _varint(buf, pos, end)
-    field, wire = key >> 3, key & 7
-    if field == 0 or field >= 1 << 29:
-        raise _DecodeError(f"field number {field} at byte {key_at} (valid: 1 .. 2**29 - 1)")
+    field, wire, pos = _read_key(buf, pos, end)
     if wire == _VARINT:
         value, pos = _varint(buf, pos, end)
         return field, wire, value, None, pos
@@ -133,10 +139,7 @@ def _skip_group(buf, pos, end, field, key_at):
             raise _DecodeError(f"group {field} opened at byte {key_at} is never closed "
                                "(truncated file?)")
         here = pos
-        key, pos = _varint(buf, pos, end)
-        inner, wire = key >> 3, key & 7
-        if inner == 0 or inner >= 1 << 29:
-            raise _DecodeError(f"field number {inner} at byte {here} (valid: 1 .. 2**29 - 1)")
+        inner, wire, pos = _read_key(buf, pos, end)
         if wire == _GROUP_START:
             open_groups.append(inner)
             if len(open_groups) > _MAX_GROUP_DEPTH:
