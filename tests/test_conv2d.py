@@ -6,6 +6,7 @@ import convcore.functional as F
 
 from cases import conv_out_shape, randn, random_conv_case, small_ints
 from reference import assert_close, conv2d as ref_conv2d, conv2d_backward as ref_conv2d_backward
+from reference import linear_numeric_grad
 
 N_CASES = 200
 ALGOS = ["reference", "direct", "im2col"]
@@ -68,21 +69,6 @@ def test_algorithms_agree_exactly_on_small_integers(rng, case_id):
         np.testing.assert_array_equal(dw, base_g[1], err_msg=f"dw {algo} {case}")
 
 
-def _numeric_grad(f, arr, eps=1e-6):
-    grad = np.zeros_like(arr)
-    it = np.nditer(arr, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = arr[i]
-        arr[i] = old + eps
-        hi = f()
-        arr[i] = old - eps
-        lo = f()
-        arr[i] = old
-        grad[i] = (hi - lo) / (2 * eps)
-    return grad
-
-
 @pytest.mark.parametrize("case_id", range(6))
 def test_conv2d_finite_differences_float64(rng, case_id):
     case = random_conv_case(rng)
@@ -98,7 +84,7 @@ def test_conv2d_finite_differences_float64(rng, case_id):
 
     dx, dw, db = F.conv2d_backward(dy, x, w, **kw)
     for analytic, arr in ((dx, x), (dw, w), (db, b)):
-        numeric = _numeric_grad(loss, arr)
+        numeric = linear_numeric_grad(loss, arr)
         assert_close(analytic, numeric, f"finite differences {case}", 1e-7)
 
 

@@ -12,7 +12,7 @@ from convcore import _cpu
 
 import reference_pool as R
 from cases import randn
-from reference import assert_close
+from reference import assert_close, linear_numeric_grad, numeric_grad
 
 N_CASES = 200
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
@@ -284,19 +284,6 @@ def test_noncontiguous_input(rng):
 
 # ---- gradients -------------------------------------------------------------------------------
 
-def _numeric_grad(f, arr, eps=1e-6):
-    grad = np.zeros_like(arr)
-    for i in np.ndindex(arr.shape):
-        old = arr[i]
-        arr[i] = old + eps
-        hi = f()
-        arr[i] = old - eps
-        lo = f()
-        arr[i] = old
-        grad[i] = (hi - lo) / (2 * eps)
-    return grad
-
-
 @pytest.mark.parametrize("case_id", range(8))
 def test_avg_pool2d_finite_differences(rng, case_id):
     case = random_pool_case(rng, dilation=False)
@@ -305,7 +292,7 @@ def test_avg_pool2d_finite_differences(rng, case_id):
     dy = randn(rng, (1, 2) + case.out_hw(), np.float64)
     for algo in ("auto", "reference"):
         dx = F.avg_pool2d_backward(dy, x, algo=algo, **_avg_kwargs(case))
-        numeric = _numeric_grad(lambda: float(np.sum(F.avg_pool2d(x, **_avg_kwargs(case)) * dy)), x)
+        numeric = linear_numeric_grad(lambda: float(np.sum(F.avg_pool2d(x, **_avg_kwargs(case)) * dy)), x)
         assert_close(dx, numeric, f"finite differences {algo} {case}", 1e-7)
 
 
@@ -316,7 +303,7 @@ def test_adaptive_avg_pool2d_finite_differences(rng, case_id):
     x = randn(rng, shape, np.float64)
     dy = randn(rng, (1, 2) + out, np.float64)
     dx = F.adaptive_avg_pool2d_backward(dy, x)
-    numeric = _numeric_grad(lambda: float(np.sum(F.adaptive_avg_pool2d(x, out) * dy)), x)
+    numeric = linear_numeric_grad(lambda: float(np.sum(F.adaptive_avg_pool2d(x, out) * dy)), x)
     assert_close(dx, numeric, f"finite differences x={shape} out={out}", 1e-7)
 
 
@@ -329,7 +316,7 @@ def test_max_pool2d_finite_differences_distinct_values(rng, case_id):
     x = rng.permutation(np.prod(case.x_shape)).reshape(case.x_shape) * 0.01
     dy = randn(rng, (1, 2) + case.out_hw(), np.float64)
     dx = F.max_pool2d_backward(dy, x, **_max_kwargs(case))
-    numeric = _numeric_grad(lambda: float(np.sum(F.max_pool2d(x, **_max_kwargs(case)) * dy)), x)
+    numeric = numeric_grad(lambda: float(np.sum(F.max_pool2d(x, **_max_kwargs(case)) * dy)), x)
     assert_close(dx, numeric, f"finite differences {case}", 1e-7)
 
 
