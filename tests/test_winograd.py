@@ -5,10 +5,12 @@ in bench/RESULTS.md ("Winograd")."""
 import numpy as np
 import pytest
 
+import convcore
 import convcore.functional as F
 from convcore import _cpu
 
 from cases import randn
+from isa import ISA_ORDER, forced_isa
 from reference import assert_close, conv2d as ref_conv2d, rel_error
 
 TILES = {"winograd_2x2": 2, "winograd_4x4": 4}
@@ -143,3 +145,41 @@ def test_bench_error_table_and_rows():
     assert table[("float64", 8)]["winograd_4x4"] <= TOL64
     names = [name for name, _ in W.winograd_rows()]
     assert "vgg.3x3.128" in names and "r50.3x3.64" in names and "r50.stem" not in names
+
+
+F2_SHAPES = [
+    # (x shape, w shape, pads): runs that end mid-panel and cross images (41-wide maps: 21 tiles
+    # per row), odd output sizes, asymmetric pads
+    ((3, 24, 37, 41), (40, 24, 3, 3), (1, 1, 1, 1)),
+    ((2, 5, 10, 9), (7, 5, 3, 3), (0, 2, 1, 0)),
+    # a channel sum longer than one K block of the micro-kernel and more output channels than
+    # one block of A panels (the products' blocking)
+    ((1, 400, 6, 7), (100, 400, 3, 3), (1, 1, 1, 1)),
+    # one input channel; a 1x1 map
+    ((4, 1, 19, 33), (9, 1, 3, 3), (1, 1, 1, 1)),
+    ((2, 8, 1, 1), (3, 8, 3, 3), (1, 1, 1, 1)),
+]
+
+
+@pytest.mark.parametrize("isa", ISA_ORDER)
+@pytest.mark.parametrize("shape_id", range(len(F2_SHAPES)))
+def test_f2_float32_every_isa_and_thread_count(rng, isa, shape_id):
+    """float32 F(2x2,3x3) runs its own driver on AVX2 and AVX-512 (transforms over split planes,
+    products on the GEMM micro-kernels) and the generic one on the scalar level: each against
+    the reference, and bit-identical on 1 and 2 threads (chunks depend on the thread count)."""
+    x_shape, w_shape, pads = F2_SHAPES[shape_id]
+    x = randn(rng, x_shape, np.float32)
+    w = randn(rng, w_shape, np.float32)
+    b = randn(rng, (w_shape[0],), np.float32)
+    ref = ref_conv2d(x, w, b, (1, 1), pads)
+    before = convcore.get_num_threads()
+    try:
+        with forced_isa(isa):
+            results = []
+            for threads in (1, 2):
+                convcore.set_num_threads(threads)
+                results.append(F.conv2d(x, w, b, padding=pads, algo="winograd_2x2"))
+    finally:
+        convcore.set_num_threads(before)
+    assert_close(results[0], ref, f"{isa} {x_shape} {w_shape} {pads}", TOL32["winograd_2x2"])
+    np.testing.assert_array_equal(results[0], results[1])

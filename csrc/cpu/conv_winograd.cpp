@@ -11,9 +11,11 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "common/errors.h"
+#include "cpu/cpu_features.h"
 #include "cpu/gemm/gemm.h"
 #include "cpu/parallel.h"
 
@@ -291,6 +293,13 @@ template <typename T>
 void conv2d_forward_winograd(int tile_m, const ConvParams& p, const T* x, const T* w, const T* bias,
                              T* y) {
   CC_ASSERT(winograd_applies(p) && (tile_m == 2 || tile_m == 4));
+  if (p.n * p.k * p.out_h * p.out_w == 0) return;
+  if constexpr (std::is_same_v<T, float>) {
+    if (tile_m == 2 && active_isa() == Isa::Avx512)
+      return avx512::winograd_f2_forward_f32(p, x, w, bias, y, num_threads());
+    if (tile_m == 2 && active_isa() == Isa::Avx2)
+      return avx2::winograd_f2_forward_f32(p, x, w, bias, y, num_threads());
+  }
   if (tile_m == 2) forward<2, T>(p, x, w, bias, y);
   else forward<4, T>(p, x, w, bias, y);
 }

@@ -27,4 +27,16 @@ void winograd_output_tile(int tile_m, const double* m, double* y);
 // The matrices themselves, row-major: BT (alpha x alpha), G (alpha x 3), AT (tile_m x alpha).
 void winograd_matrices(int tile_m, double* bt, double* g, double* at);
 
+// Per-ISA builds of the float32 F(2x2,3x3) forward (conv_winograd_f32_impl.inc): transforms
+// vectorized over tiles, products on the GEMM micro-kernels. conv2d_forward_winograd<float> runs
+// them for tile_m == 2 when the active ISA is AVX2 or AVX-512.
+namespace avx2 {
+void winograd_f2_forward_f32(const ConvParams& p, const float* x, const float* w, const float* bias,
+                             float* y, int threads);
+}
+namespace avx512 {
+void winograd_f2_forward_f32(const ConvParams& p, const float* x, const float* w, const float* bias,
+                             float* y, int threads);
+}
+
 }  // namespace convcore::cpu

@@ -36,7 +36,9 @@ enum class ScratchSlot {
   PackedWeights = 1,
   TurnedWeights = 2,
   ChannelLastGrad = 3,
-  Count = 4
+  WinogradTiles = 4,
+  WinogradProducts = 5,
+  Count = 6
 };
 
 class ScratchFloats {
