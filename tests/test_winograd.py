@@ -11,7 +11,7 @@ from convcore import _cpu
 
 from cases import randn
 from isa import ISA_ORDER, forced_isa
-from reference import assert_close, conv2d as ref_conv2d, rel_error
+from reference import assert_close, conv2d as ref_conv2d, conv2d_backward as ref_conv2d_backward, rel_error
 
 TILES = {"winograd_2x2": 2, "winograd_4x4": 4}
 # float32 bounds: the largest error measured on random data up to C=512 (bench/RESULTS.md),
@@ -96,12 +96,31 @@ def test_large_batch_runs_in_chunks(rng):
         assert_close(F.conv2d(x, w, padding=1, algo=algo), ref, algo, TOL32[algo])
 
 
-def test_backward_with_winograd_runs_im2col(rng):
-    x = randn(rng, (2, 5, 9, 7), np.float64)
-    w = randn(rng, (4, 5, 3, 3), np.float64)
-    dy = randn(rng, (2, 4, 9, 7), np.float64)
-    got = F.conv2d_backward(dy, x, w, padding=1, algo="winograd")
-    want = F.conv2d_backward(dy, x, w, padding=1, algo="im2col")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pads", [(1, 1, 1, 1), (0, 0, 0, 0), (2, 0, 1, 2)])
+def test_backward_input_is_a_winograd_forward(rng, dtype, pads):
+    """With algo="winograd*" the input gradient runs as a Winograd forward over dY (turned
+    weights, pad 2 - pad) and the weight gradient as im2col's; both against the reference."""
+    x = randn(rng, (2, 20, 9, 11), dtype)
+    w = randn(rng, (12, 20, 3, 3), dtype)
+    dy_shape = (2, 12, 9 + pads[0] + pads[1] - 2, 11 + pads[2] + pads[3] - 2)
+    dy = randn(rng, dy_shape, dtype)
+    ref_dx, ref_dw, _ = ref_conv2d_backward(dy, x, w, (1, 1), pads)
+    tol = TOL64 if dtype == np.float64 else TOL32["winograd_2x2"]
+    for algo in ("winograd", "winograd_2x2"):
+        dx, dw, _ = F.conv2d_backward(dy, x, w, padding=pads, algo=algo)
+        assert_close(dx, ref_dx, f"dx {algo} {pads}", tol)
+        np.testing.assert_array_equal(dw, F.conv2d_backward(dy, x, w, padding=pads, algo="im2col")[1])
+        assert_close(dw, ref_dw, f"dw {algo} {pads}", tol)
+
+
+def test_backward_input_beyond_a_forward_runs_im2col(rng):
+    """A pad over 2 (outputs that read only padding) has no forward form: im2col's gradient."""
+    x = randn(rng, (1, 4, 6, 6), np.float64)
+    w = randn(rng, (5, 4, 3, 3), np.float64)
+    dy = randn(rng, (1, 5, 10, 10), np.float64)
+    got = F.conv2d_backward(dy, x, w, padding=3, algo="winograd")
+    want = F.conv2d_backward(dy, x, w, padding=3, algo="im2col")
     for g, r in zip(got, want):
         np.testing.assert_array_equal(g, r)
 
@@ -123,9 +142,14 @@ def test_unsupported_shapes_are_refused_by_name(kwargs, fragment, algo):
 
 
 def test_auto_picks_winograd_only_where_measured_faster_and_within_bound(rng):
-    # float32: F(2x2,3x3) on the large-map row (vgg.3x3.128), im2col on the ResNet-50 rows
+    # float32: F(2x2,3x3) from 64 channels on maps of 24+ columns, or 256+ channels on smaller
+    # ones; im2col on the DeepConvNet rows and NIN's conv4_1024 (12x12, 36 tiles)
     assert F.select_algo((4, 128, 112, 112), (128, 128, 3, 3), padding=1) == "winograd_2x2"
-    assert F.select_algo((8, 64, 56, 56), (64, 64, 3, 3), padding=1) == "im2col"
+    assert F.select_algo((8, 64, 56, 56), (64, 64, 3, 3), padding=1) == "winograd_2x2"
+    assert F.select_algo((8, 512, 7, 7), (512, 512, 3, 3), padding=1) == "winograd_2x2"
+    assert F.select_algo((8, 128, 14, 14), (128, 128, 3, 3), padding=1) == "im2col"
+    assert F.select_algo((100, 64, 8, 8), (64, 64, 3, 3), padding=1) == "im2col"
+    assert F.select_algo((1, 384, 12, 12), (1024, 384, 3, 3), padding=1) == "im2col"
     assert F.select_algo((4, 128, 112, 112), (128, 128, 3, 3), padding=1, stride=2) != "winograd_2x2"
     # float64: F(4x4,3x3) from 16 channels up, bit-identical to asking for it
     x = randn(rng, (2, 16, 9, 10), np.float64)

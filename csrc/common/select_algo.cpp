@@ -60,9 +60,18 @@ int64_t conv_workspace_bytes(ConvAlgo algo, const ConvParams& p, int64_t elem_by
   } else if (algo == ConvAlgo::WinogradF2 || algo == ConvAlgo::WinogradF4) {
     // transformed kernels, plus one chunk (at most 8M elements) of transformed tiles
     const double m = algo == ConvAlgo::WinogradF2 ? 2 : 4, points = (m + 2) * (m + 2);
-    const double tiles = double(p.n) * std::ceil(double(p.out_h) / m) * std::ceil(double(p.out_w) / m);
+    const double tiles_h = std::ceil(double(p.out_h) / m), tiles_w = std::ceil(double(p.out_w) / m);
+    const double tiles = double(p.n) * tiles_h * tiles_w;
     elems = points * double(p.k) * double(p.c) +
             std::min(points * double(p.c + p.k) * tiles, std::max(8.0 * (1 << 20), points * double(p.c + p.k)));
+    if (elem_bytes == 4 && algo == ConvAlgo::WinogradF2) {
+      // the per-ISA float32 driver (cpu/conv_winograd_f32_impl.inc): x split into padded even
+      // and odd column planes, the kernels' transforms packed (K padded to 14 rows), and per
+      // thread one chunk (at most 256 tiles) of transformed tiles and products
+      const double planes = double(p.n) * double(p.c) * (2 * tiles_h + 2) * 2 * (tiles_w + 17);
+      elems = planes + points * double(p.k + 14) * double(p.c) +
+              t * points * double(p.c + p.k + 16) * std::min(tiles + 16, 272.0);
+    }
   }
   const double bytes = elems * double(elem_bytes);
   return bytes >= 9.0e18 ? kUnlimited : static_cast<int64_t>(bytes);
@@ -79,10 +88,17 @@ ConvAlgo select_winograd(const ConvParams& p, int64_t elem_bytes) {
   // float64: F(4x4,3x3) (error <= 3.5e-14) was 1.6-5.1x faster on every 3x3 row from C=16 up
   // (book.conv2..6, r50.3x3.*), slower only at C=1 (book.conv1, 0.72x).
   if (elem_bytes == 8) return p.c >= 16 ? ConvAlgo::WinogradF4 : ConvAlgo::Im2col;
-  // float32: only F(2x2,3x3) is within the 1e-5 bound (F(4x4,3x3) reaches 1.3e-5), and it was
-  // clearly faster only on large maps with many channels: vgg.3x3.128 (1.7x on 1 thread, 1.9x on
-  // 2). On r50.3x3.* it was 0.9-1.4x depending on threads and load, on the book rows 0.4-1.4x.
-  if (p.c >= 64 && p.k >= 64 && p.out_h * p.out_w >= 100 * 100) return ConvAlgo::WinogradF2;
+  // float32: only F(2x2,3x3) is within the 1e-5 bound (F(4x4,3x3) reaches 1.3e-5). Its per-ISA
+  // driver (cpu/conv_winograd_f32_impl.inc) beat im2col, interleaved medians on 2 threads
+  // (bench/RESULTS.md, "Session 4"), from 64 channels in and out: ResNet-50's 56x56 and 28x28
+  // rows 1.34-1.44x, VGG's 112x112 row 1.83x, VGG-16's maps at 256 px 1.48-1.98x, NIN's 26x26
+  // conv3 1.47x; on the 14x14 and 7x7 rows (1.18x, 1.16x) only with 256+ channels, whose sums
+  // hide the transforms of short tile rows (a 7-wide map fills 4 of 16 lanes). It lost on the
+  // DeepConvNet rows (16-64 channels on 8-28 pixel maps: 0.57-0.94x) and on NIN's conv4_1024
+  // (36 tiles per image, 0.90x: the kernels' transform is not repaid).
+  const int64_t tiles = p.n * ((p.out_h + 1) / 2) * ((p.out_w + 1) / 2);
+  if (p.c >= 64 && p.k >= 64 && tiles >= 128 && (p.out_w >= 24 || std::min(p.c, p.k) >= 256))
+    return ConvAlgo::WinogradF2;
   return ConvAlgo::Im2col;
 }
 }  // namespace

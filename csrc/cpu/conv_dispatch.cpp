@@ -28,9 +28,13 @@ void conv2d_backward_input(ConvAlgo algo, const ConvParams& p, const T* dy, cons
     case ConvAlgo::Direct: return conv2d_backward_input_direct(p, dy, w, dx);
     case ConvAlgo::Im2col: return conv2d_backward_input_im2col(p, dy, w, dx);
     case ConvAlgo::Depthwise: CC_ASSERT(p.is_depthwise()); return depthwise_backward_input(p, dy, w, dx);
-    // Winograd is a forward algorithm; its gradients run im2col+GEMM
+    // The input gradient is a Winograd forward over dY where it is a stride-1 forward at all;
+    // the weight gradient (a correlation of x with dY) runs im2col+GEMM
     case ConvAlgo::WinogradF2:
-    case ConvAlgo::WinogradF4: return conv2d_backward_input_im2col(p, dy, w, dx);
+    case ConvAlgo::WinogradF4:
+      if (backward_input_is_a_forward(p))
+        return conv2d_backward_input_winograd(algo == ConvAlgo::WinogradF2 ? 2 : 4, p, dy, w, dx);
+      return conv2d_backward_input_im2col(p, dy, w, dx);
   }
 }
 

@@ -15,9 +15,11 @@
 #include <vector>
 
 #include "common/errors.h"
+#include "cpu/conv.h"
 #include "cpu/cpu_features.h"
 #include "cpu/gemm/gemm.h"
 #include "cpu/parallel.h"
+#include "cpu/scratch.h"
 
 namespace convcore::cpu {
 
@@ -304,6 +306,32 @@ void conv2d_forward_winograd(int tile_m, const ConvParams& p, const T* x, const 
   else forward<4, T>(p, x, w, bias, y);
 }
 
+template <typename T>
+void conv2d_backward_input_winograd(int tile_m, const ConvParams& p, const T* dy, const T* w, T* dx) {
+  CC_ASSERT(winograd_applies(p) && backward_input_is_a_forward(p));
+  // dX = conv(dY, W') with W'[c][k] = W[k][c] turned by 180 degrees, over dY padded by 2 - pad
+  // (backward_input_is_a_forward in cpu/conv.h): itself a 3x3 stride-1 convolution
+  const ConvParams q = make_conv_params(
+      "conv2d_backward", {p.n, p.k, p.out_h, p.out_w}, {p.c, p.k, 3, 3}, {1, 1},
+      {2 - p.pad_top, 2 - p.pad_bottom, 2 - p.pad_left, 2 - p.pad_right}, {1, 1}, 1);
+  CC_ASSERT(q.out_h == p.h && q.out_w == p.w);
+  auto run = [&](T* turned) {
+#pragma omp parallel for schedule(static) num_threads(num_threads())
+    for (int64_t c = 0; c < p.c; ++c)
+      for (int64_t k = 0; k < p.k; ++k)
+        for (int t = 0; t < 9; ++t) turned[(c * p.k + k) * 9 + t] = w[(k * p.c + c) * 9 + 8 - t];
+    conv2d_forward_winograd<T>(tile_m, q, dy, turned, nullptr, dx);
+  };
+  if constexpr (std::is_same_v<T, float>) {
+    // the calling thread's buffer: for 512 x 512 channels these are 9 MB per call
+    const ScratchFloats turned(ScratchSlot::TurnedWeights, static_cast<size_t>(p.c * p.k * 9));
+    run(turned.get());
+  } else {
+    std::unique_ptr<T[]> turned(new T[size_t(p.c * p.k * 9)]);
+    run(turned.get());
+  }
+}
+
 void winograd_kernel_tile(int tile_m, const double* g, double* u) {
   CC_ASSERT(tile_m == 2 || tile_m == 4);
   if (tile_m == 2) kernel_tile<2>(g, u);
@@ -332,5 +360,9 @@ template void conv2d_forward_winograd<float>(int, const ConvParams&, const float
                                              const float*, float*);
 template void conv2d_forward_winograd<double>(int, const ConvParams&, const double*, const double*,
                                               const double*, double*);
+template void conv2d_backward_input_winograd<float>(int, const ConvParams&, const float*,
+                                                    const float*, float*);
+template void conv2d_backward_input_winograd<double>(int, const ConvParams&, const double*,
+                                                     const double*, double*);
 
 }  // namespace convcore::cpu

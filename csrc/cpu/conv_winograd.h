@@ -18,6 +18,11 @@ template <typename T>
 void conv2d_forward_winograd(int tile_m, const ConvParams& p, const T* x, const T* w, const T* bias,
                              T* y);
 
+// The input gradient of a convolution Winograd applies to, where it is a stride-1 forward over dY
+// (backward_input_is_a_forward: every pad <= 2): that forward, with the same tile.
+template <typename T>
+void conv2d_backward_input_winograd(int tile_m, const ConvParams& p, const T* dy, const T* w, T* dx);
+
 // The transforms of one tile in float64, as the kernel runs them (for the tests):
 //   kernel: g (3x3) -> G g G^T (alpha x alpha); input: d (alpha x alpha) -> B^T d B;
 //   output: M (alpha x alpha) -> A^T M A (m x m). alpha = tile_m + 2.
