@@ -131,14 +131,51 @@ def test_backward_input_beyond_a_forward_runs_im2col(rng):
     (dict(dilation=2), "dilation 1"),
     (dict(groups=3, w_shape=(3, 1, 3, 3)), "groups 1"),
 ])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("algo", ["winograd", "winograd_2x2", "winograd_4x4"])
-def test_unsupported_shapes_are_refused_by_name(kwargs, fragment, algo):
+def test_unsupported_shapes_are_refused_by_name(kwargs, fragment, algo, dtype):
     kwargs = dict(kwargs)
-    w = np.full(kwargs.pop("w_shape", (4, 3, 3, 3)), 0.25, np.float32)
-    x = np.full((1, 3, 12, 12), 0.5, np.float32)
+    w = np.full(kwargs.pop("w_shape", (4, 3, 3, 3)), 0.25, dtype)
+    x = np.full((1, 3, 12, 12), 0.5, dtype)
+    if fragment == "3x3 kernel" and dtype == np.float32 and algo != "winograd_4x4":
+        # float32 F(2x2,3x3) runs any kernel as 3x3 sub-kernels
+        assert_close(F.conv2d(x, w, algo=algo), ref_conv2d(x, w, None, (1, 1), (0, 0, 0, 0)), algo, 2e-6)
+        return
     with pytest.raises(ValueError) as info:
         F.conv2d(x, w, algo=algo, **kwargs)
     assert fragment in str(info.value) and algo in str(info.value)
+
+
+KERNEL_SHAPES = [
+    # (x shape, w shape, pads): 5x5 (four sub-kernels), 7x7 (nine, partly empty), non-square,
+    # kernels smaller than 3x3, a 5x5 over a map narrower than the kernel with padding
+    ((2, 6, 13, 17), (5, 6, 5, 5), (2, 2, 2, 2)),
+    ((1, 3, 12, 15), (4, 3, 7, 7), (3, 1, 0, 3)),
+    ((2, 4, 8, 9), (3, 4, 4, 2), (1, 1, 0, 1)),
+    ((2, 5, 7, 6), (4, 5, 1, 1), (0, 0, 0, 0)),
+    ((1, 8, 3, 4), (6, 8, 5, 5), (2, 2, 2, 2)),
+]
+
+
+@pytest.mark.parametrize("isa", ISA_ORDER)
+@pytest.mark.parametrize("shape_id", range(len(KERNEL_SHAPES)))
+def test_f2_float32_kernels_beyond_3x3(rng, isa, shape_id):
+    """float32 winograd_2x2 on other kernel sizes (sums of 3x3 sub-kernels over shifted
+    inputs): forward, and the input gradient as a Winograd forward over dY, per ISA."""
+    x_shape, w_shape, pads = KERNEL_SHAPES[shape_id]
+    x = randn(rng, x_shape, np.float32)
+    w = randn(rng, w_shape, np.float32)
+    b = randn(rng, (w_shape[0],), np.float32)
+    y_ref = ref_conv2d(x, w, b, (1, 1), pads)
+    dy = randn(rng, y_ref.shape, np.float32)
+    dx_ref, dw_ref, _ = ref_conv2d_backward(dy, x, w, (1, 1), pads)
+    with forced_isa(isa):
+        y = F.conv2d(x, w, b, padding=pads, algo="winograd_2x2")
+        dx, dw, _ = F.conv2d_backward(dy, x, w, padding=pads, algo="winograd_2x2")
+    case = f"{isa} {x_shape} {w_shape} {pads}"
+    assert_close(y, y_ref, case, TOL32["winograd_2x2"])
+    assert_close(dx, dx_ref, "dx " + case, TOL32["winograd_2x2"])
+    assert_close(dw, dw_ref, "dw " + case, 1e-5)
 
 
 def test_auto_picks_winograd_only_where_measured_faster_and_within_bound(rng):
@@ -150,6 +187,9 @@ def test_auto_picks_winograd_only_where_measured_faster_and_within_bound(rng):
     assert F.select_algo((8, 128, 14, 14), (128, 128, 3, 3), padding=1) == "im2col"
     assert F.select_algo((100, 64, 8, 8), (64, 64, 3, 3), padding=1) == "im2col"
     assert F.select_algo((1, 384, 12, 12), (1024, 384, 3, 3), padding=1) == "im2col"
+    # 5x5 as four 3x3 sub-kernels: NIN's conv2 (53x53, 96 -> 256); 7x7 stays on im2col
+    assert F.select_algo((1, 96, 53, 53), (256, 96, 5, 5), padding=2) == "winograd_2x2"
+    assert F.select_algo((1, 96, 53, 53), (256, 96, 7, 7), padding=3) == "im2col"
     assert F.select_algo((4, 128, 112, 112), (128, 128, 3, 3), padding=1, stride=2) != "winograd_2x2"
     # float64: F(4x4,3x3) from 16 channels up, bit-identical to asking for it
     x = randn(rng, (2, 16, 9, 10), np.float64)

@@ -68,9 +68,14 @@ int64_t conv_workspace_bytes(ConvAlgo algo, const ConvParams& p, int64_t elem_by
       // the per-ISA float32 driver (cpu/conv_winograd_f32_impl.inc): x split into padded even
       // and odd column planes, the kernels' transforms packed (K padded to 14 rows), and per
       // thread one chunk (at most 256 tiles) of transformed tiles and products
-      const double planes = double(p.n) * double(p.c) * (2 * tiles_h + 2) * 2 * (tiles_w + 17);
-      elems = planes + points * double(p.k + 14) * double(p.c) +
-              t * points * double(p.c + p.k + 16) * std::min(tiles + 16, 272.0);
+      // (kernels past 3x3 as 3x3 sub-kernels: cv virtual channels, planes 3 rows/columns wider
+      // per extra sub-kernel)
+      const double blocks_h = double((p.kh + 2) / 3), blocks_w = double((p.kw + 2) / 3);
+      const double cv = double(p.c) * blocks_h * blocks_w;
+      const double planes = double(p.n) * double(p.c) * (2 * tiles_h + 3 * blocks_h) * 2 *
+                            (tiles_w + 2 * blocks_w + 17);
+      elems = planes + points * double(p.k + 14) * cv +
+              t * points * (cv + double(p.k) + 16) * std::min(tiles + 16, 272.0);
     }
   }
   const double bytes = elems * double(elem_bytes);
@@ -82,9 +87,14 @@ namespace {
 // interleaved medians on 1 and 2 threads) while staying within the error bound documented there;
 // Im2col means "not here".
 ConvAlgo select_winograd(const ConvParams& p, int64_t elem_bytes) {
-  const bool applies = p.kh == 3 && p.kw == 3 && p.stride_h == 1 && p.stride_w == 1 &&
-                       p.dil_h == 1 && p.dil_w == 1 && p.groups == 1;
+  const bool applies = p.stride_h == 1 && p.stride_w == 1 && p.dil_h == 1 && p.dil_w == 1 &&
+                       p.groups == 1 && p.kh == p.kw && (p.kh == 3 || p.kh == 5);
   if (!applies) return ConvAlgo::Im2col;
+  // 5x5 (float32 only: four 3x3 sub-kernels, 1.56x fewer multiplies than direct) was 1.05-1.2x
+  // faster than im2col from 64 channels on 28+ pixel maps (NIN's conv2, 53x53 96 -> 256: 1.09x
+  // on 2 threads, 1.2x on one; fwd and dx alike), even at 32 channels; 7x7 (nine sub-kernels,
+  // 1.36x fewer) only 1.02-1.05x, left to im2col.
+  if (p.kh == 5 && elem_bytes == 8) return ConvAlgo::Im2col;
   // float64: F(4x4,3x3) (error <= 3.5e-14) was 1.6-5.1x faster on every 3x3 row from C=16 up
   // (book.conv2..6, r50.3x3.*), slower only at C=1 (book.conv1, 0.72x).
   if (elem_bytes == 8) return p.c >= 16 ? ConvAlgo::WinogradF4 : ConvAlgo::Im2col;
@@ -97,7 +107,8 @@ ConvAlgo select_winograd(const ConvParams& p, int64_t elem_bytes) {
   // DeepConvNet rows (16-64 channels on 8-28 pixel maps: 0.57-0.94x) and on NIN's conv4_1024
   // (36 tiles per image, 0.90x: the kernels' transform is not repaid).
   const int64_t tiles = p.n * ((p.out_h + 1) / 2) * ((p.out_w + 1) / 2);
-  if (p.c >= 64 && p.k >= 64 && tiles >= 128 && (p.out_w >= 24 || std::min(p.c, p.k) >= 256))
+  if (p.c >= 64 && p.k >= 64 && tiles >= 128 &&
+      (p.out_w >= 24 || (p.kh == 3 && std::min(p.c, p.k) >= 256)))
     return ConvAlgo::WinogradF2;
   return ConvAlgo::Im2col;
 }
@@ -123,6 +134,13 @@ ConvAlgo select_conv_algo(const ConvParams& p, int64_t elem_bytes, int threads) 
 // float32: F(2x2,3x3), whose error matches im2col's (about 6e-7 at C=512); F(4x4,3x3)'s larger
 // transform constants make it 10-30x larger (1.3e-5 at C=256), over the 1e-5 float32 bound of the
 // tests. float64: F(4x4,3x3), at most 3.5e-14. Figures: bench/RESULTS.md, "Winograd" error table.
+bool winograd_supports(ConvAlgo algo, const ConvParams& p, int64_t elem_bytes) {
+  if (p.stride_h != 1 || p.stride_w != 1 || p.dil_h != 1 || p.dil_w != 1 || p.groups != 1)
+    return false;
+  if (algo == ConvAlgo::WinogradF2 && elem_bytes == 4) return true;
+  return (algo == ConvAlgo::WinogradF2 || algo == ConvAlgo::WinogradF4) && p.kh == 3 && p.kw == 3;
+}
+
 ConvAlgo winograd_default_tile(int64_t elem_bytes) {
   return elem_bytes == 4 ? ConvAlgo::WinogradF2 : ConvAlgo::WinogradF4;
 }
@@ -139,14 +157,18 @@ ConvAlgo parse_conv_algo(const std::string& name, const ConvParams& p, const std
     return ConvAlgo::Im2col;
   }
   if (name == "winograd" || name == "winograd_2x2" || name == "winograd_4x4") {
-    CC_CHECK_VALUE(p.kh == 3 && p.kw == 3 && p.stride_h == 1 && p.stride_w == 1 && p.dil_h == 1 &&
-                       p.dil_w == 1 && p.groups == 1,
-                   op, ": algo='", name, "' needs a 3x3 kernel, stride 1, dilation 1 and groups 1, got ",
-                   p.describe());
     // "winograd": the tile bench/RESULTS.md ("Winograd") documents for the dtype
-    if (name == "winograd_2x2") return ConvAlgo::WinogradF2;
-    if (name == "winograd_4x4") return ConvAlgo::WinogradF4;
-    return winograd_default_tile(elem_bytes);
+    const ConvAlgo algo = name == "winograd_2x2"   ? ConvAlgo::WinogradF2
+                          : name == "winograd_4x4" ? ConvAlgo::WinogradF4
+                                                   : winograd_default_tile(elem_bytes);
+    CC_CHECK_VALUE(winograd_supports(algo, p, elem_bytes), op, ": algo='", name, "' needs ",
+                   algo == ConvAlgo::WinogradF2 && elem_bytes == 4 ? "" : "a 3x3 kernel, ",
+                   "stride 1, dilation 1 and groups 1",
+                   algo == ConvAlgo::WinogradF2 && elem_bytes == 4
+                       ? ""
+                       : " (kernels other than 3x3: float32 winograd_2x2 only)",
+                   ", got ", p.describe());
+    return algo;
   }
   if (name == "reference") return ConvAlgo::Reference;
   if (name == "direct") return ConvAlgo::Direct;

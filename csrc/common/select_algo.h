@@ -34,5 +34,9 @@ void set_max_workspace_bytes(int64_t bytes);
 const char* conv_algo_name(ConvAlgo algo);
 // The Winograd tile algo="winograd" runs for this element size.
 ConvAlgo winograd_default_tile(int64_t elem_bytes);
+// Shapes a Winograd algorithm computes: stride 1, dilation 1, groups 1, and a 3x3 kernel, or
+// (float32 F(2x2,3x3) only, cpu/conv_winograd_f32_impl.inc) any kernel, as a sum of 3x3
+// sub-kernels.
+bool winograd_supports(ConvAlgo algo, const ConvParams& p, int64_t elem_bytes);
 
 }  // namespace convcore

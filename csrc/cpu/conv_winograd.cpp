@@ -9,15 +9,20 @@
 #include "cpu/conv_winograd.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <exception>
 #include <cstring>
 #include <memory>
 #include <type_traits>
 #include <vector>
 
 #include "common/errors.h"
+#include "common/select_algo.h"
 #include "cpu/conv.h"
 #include "cpu/cpu_features.h"
 #include "cpu/gemm/gemm.h"
+#include "cpu/gemm/ukernel.h"
 #include "cpu/parallel.h"
 #include "cpu/scratch.h"
 
@@ -286,21 +291,32 @@ void matrices(double* bt, double* g, double* at) {
 
 }  // namespace
 
-bool winograd_applies(const ConvParams& p) {
-  return p.kh == 3 && p.kw == 3 && p.stride_h == 1 && p.stride_w == 1 && p.dil_h == 1 &&
-         p.dil_w == 1 && p.groups == 1;
+namespace {
+namespace wg_impl {
+constexpr int kVL = 4;  // baseline x86-64: SSE2, 128-bit vectors
+#include "cpu/conv_winograd_f32_impl.inc"
+}  // namespace wg_impl
+}  // namespace
+
+void winograd_f2_forward_f32_sse2(const ConvParams& p, const float* x, const float* w,
+                                  const float* bias, float* y, int threads) {
+  wg_impl::winograd_f2_forward(p, x, w, bias, y, threads);
 }
 
 template <typename T>
 void conv2d_forward_winograd(int tile_m, const ConvParams& p, const T* x, const T* w, const T* bias,
                              T* y) {
-  CC_ASSERT(winograd_applies(p) && (tile_m == 2 || tile_m == 4));
+  CC_ASSERT(tile_m == 2 || tile_m == 4);
+  CC_ASSERT(winograd_supports(tile_m == 2 ? ConvAlgo::WinogradF2 : ConvAlgo::WinogradF4, p, sizeof(T)));
   if (p.n * p.k * p.out_h * p.out_w == 0) return;
   if constexpr (std::is_same_v<T, float>) {
-    if (tile_m == 2 && active_isa() == Isa::Avx512)
-      return avx512::winograd_f2_forward_f32(p, x, w, bias, y, num_threads());
-    if (tile_m == 2 && active_isa() == Isa::Avx2)
-      return avx2::winograd_f2_forward_f32(p, x, w, bias, y, num_threads());
+    if (tile_m == 2) {
+      switch (active_isa()) {
+        case Isa::Avx512: return avx512::winograd_f2_forward_f32(p, x, w, bias, y, num_threads());
+        case Isa::Avx2: return avx2::winograd_f2_forward_f32(p, x, w, bias, y, num_threads());
+        case Isa::Scalar: return winograd_f2_forward_f32_sse2(p, x, w, bias, y, num_threads());
+      }
+    }
   }
   if (tile_m == 2) forward<2, T>(p, x, w, bias, y);
   else forward<4, T>(p, x, w, bias, y);
@@ -308,26 +324,28 @@ void conv2d_forward_winograd(int tile_m, const ConvParams& p, const T* x, const 
 
 template <typename T>
 void conv2d_backward_input_winograd(int tile_m, const ConvParams& p, const T* dy, const T* w, T* dx) {
-  CC_ASSERT(winograd_applies(p) && backward_input_is_a_forward(p));
-  // dX = conv(dY, W') with W'[c][k] = W[k][c] turned by 180 degrees, over dY padded by 2 - pad
-  // (backward_input_is_a_forward in cpu/conv.h): itself a 3x3 stride-1 convolution
+  CC_ASSERT(backward_input_is_a_forward(p));
+  // dX = conv(dY, W') with W'[c][k] = W[k][c] turned by 180 degrees, over dY padded by
+  // kernel - 1 - pad (backward_input_is_a_forward in cpu/conv.h): a stride-1 convolution
+  const int64_t eh = p.kh - 1, ew = p.kw - 1, taps = p.kh * p.kw;
   const ConvParams q = make_conv_params(
-      "conv2d_backward", {p.n, p.k, p.out_h, p.out_w}, {p.c, p.k, 3, 3}, {1, 1},
-      {2 - p.pad_top, 2 - p.pad_bottom, 2 - p.pad_left, 2 - p.pad_right}, {1, 1}, 1);
+      "conv2d_backward", {p.n, p.k, p.out_h, p.out_w}, {p.c, p.k, p.kh, p.kw}, {1, 1},
+      {eh - p.pad_top, eh - p.pad_bottom, ew - p.pad_left, ew - p.pad_right}, {1, 1}, 1);
   CC_ASSERT(q.out_h == p.h && q.out_w == p.w);
   auto run = [&](T* turned) {
 #pragma omp parallel for schedule(static) num_threads(num_threads())
     for (int64_t c = 0; c < p.c; ++c)
       for (int64_t k = 0; k < p.k; ++k)
-        for (int t = 0; t < 9; ++t) turned[(c * p.k + k) * 9 + t] = w[(k * p.c + c) * 9 + 8 - t];
+        for (int64_t t = 0; t < taps; ++t)
+          turned[(c * p.k + k) * taps + t] = w[(k * p.c + c) * taps + taps - 1 - t];
     conv2d_forward_winograd<T>(tile_m, q, dy, turned, nullptr, dx);
   };
   if constexpr (std::is_same_v<T, float>) {
-    // the calling thread's buffer: for 512 x 512 channels these are 9 MB per call
-    const ScratchFloats turned(ScratchSlot::TurnedWeights, static_cast<size_t>(p.c * p.k * 9));
+    // the calling thread's buffer: for 512 x 512 channels of 3x3 these are 9 MB per call
+    const ScratchFloats turned(ScratchSlot::TurnedWeights, static_cast<size_t>(p.c * p.k * taps));
     run(turned.get());
   } else {
-    std::unique_ptr<T[]> turned(new T[size_t(p.c * p.k * 9)]);
+    std::unique_ptr<T[]> turned(new T[size_t(p.c * p.k * taps)]);
     run(turned.get());
   }
 }

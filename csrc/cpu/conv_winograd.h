@@ -10,16 +10,16 @@
 
 namespace convcore::cpu {
 
-// True when the Winograd kernels can compute p (3x3, stride 1, dilation 1, groups 1).
-bool winograd_applies(const ConvParams& p);
-
-// tile_m: 2 for F(2x2,3x3), 4 for F(4x4,3x3). Forward only.
+// tile_m: 2 for F(2x2,3x3), 4 for F(4x4,3x3). p must be one winograd_supports
+// (common/select_algo.h) accepts for that tile and T: float32 F(2x2,3x3) runs the driver of
+// conv_winograd_f32_impl.inc (any kernel, as 3x3 sub-kernels), the rest the generic one below
+// (3x3 only).
 template <typename T>
 void conv2d_forward_winograd(int tile_m, const ConvParams& p, const T* x, const T* w, const T* bias,
                              T* y);
 
-// The input gradient of a convolution Winograd applies to, where it is a stride-1 forward over dY
-// (backward_input_is_a_forward: every pad <= 2): that forward, with the same tile.
+// The input gradient of a convolution Winograd supports, where it is a stride-1 forward over dY
+// (backward_input_is_a_forward: every pad <= kernel - 1): that forward, with the same tile.
 template <typename T>
 void conv2d_backward_input_winograd(int tile_m, const ConvParams& p, const T* dy, const T* w, T* dx);
 
@@ -32,9 +32,11 @@ void winograd_output_tile(int tile_m, const double* m, double* y);
 // The matrices themselves, row-major: BT (alpha x alpha), G (alpha x 3), AT (tile_m x alpha).
 void winograd_matrices(int tile_m, double* bt, double* g, double* at);
 
-// Per-ISA builds of the float32 F(2x2,3x3) forward (conv_winograd_f32_impl.inc): transforms
-// vectorized over tiles, products on the GEMM micro-kernels. conv2d_forward_winograd<float> runs
-// them for tile_m == 2 when the active ISA is AVX2 or AVX-512.
+// Builds of the float32 F(2x2,3x3) forward (conv_winograd_f32_impl.inc): transforms vectorized
+// over tiles, products on the GEMM micro-kernels. conv2d_forward_winograd<float> runs the one of
+// the active ISA for tile_m == 2 (SSE2 in conv_winograd.cpp for the scalar level).
+void winograd_f2_forward_f32_sse2(const ConvParams& p, const float* x, const float* w,
+                                  const float* bias, float* y, int threads);
 namespace avx2 {
 void winograd_f2_forward_f32(const ConvParams& p, const float* x, const float* w, const float* bias,
                              float* y, int threads);
