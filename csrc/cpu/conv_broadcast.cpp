@@ -63,10 +63,18 @@ bool broadcast_conv_applies(const ConvParams& p) {
 // 1.2x on ResNet-50's 3x3 and 1x1 rows, 1.5x on the 7x7/2 stem) but two: VGG's 112x112 row
 // (0.98x: large maps are where packing costs least) and a 1x1 conv with 64 input channels
 // (0.95x: a short sum leaves the transposed tile store exposed), both within noise of even.
+//
+// 1x1 kernels with fewer than 256 input channels per group go to the packed GEMM instead: there
+// the sum per output is as short as C, and the broadcast tile's transposed store dominated. Two
+// threads, interleaved medians, broadcast / packed (bench/RESULTS.md, "Session 4"): NIN's cccp at
+// 107x107 with 96 channels 3.13 / 1.40 ms, ResNet-50's 64 -> 256 at 56x56 10.1 / 5.4 ms; from 256
+// channels on, even or better for broadcast (256 -> 64: 5.2 / 5.9 ms, 1024 -> 1024 at 12x12:
+// 1.8 / 2.5 ms).
 bool broadcast_conv_wins(const ConvParams& p) {
   if (!broadcast_conv_applies(p)) return false;
   const int mode = broadcast_override();
   if (mode >= 0) return mode == 1;
+  if (p.kh == 1 && p.kw == 1 && p.c_per_group() < 256) return false;
   return true;
 }
 
