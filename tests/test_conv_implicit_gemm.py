@@ -128,3 +128,34 @@ def test_weight_gradient_repeats_exactly_at_each_thread_count(rng, threads):
         np.testing.assert_array_equal(first, again)
         assert_close(first, ref_backward(dy, x, w, (1, 1), (1, 1, 1, 1), (1, 1), 2)[1],
                      f"dw threads={t}", 1e-5)
+
+
+# Weight gradients the batched path takes (one GEMM over every image's column matrix; rule in
+# conv_implicit_gemm.cpp: groups 1, C*kh*kw >= 64, K >= 32, at most 2048 positions in all, or
+# 1x1 kernels on maps up to 256 positions with K >= 128)
+BATCHED_SHAPES = [
+    (1, 8, 6, 7, 32, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),    # one image, 42 positions
+    (3, 8, 15, 13, 33, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),  # 585 positions: two K blocks
+    (2, 16, 9, 8, 40, (3, 3), (2, 1), (2, 0, 1, 1), (1, 2), 1),   # stride, dilation, odd pads
+    (2, 64, 5, 5, 128, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),  # 1x1, K = 128
+    (1, 3, 10, 11, 36, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1),  # C = 3: 75 rows
+]
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+@pytest.mark.parametrize("shape", BATCHED_SHAPES, ids=[f"b{i}" for i in range(len(BATCHED_SHAPES))])
+def test_batched_weight_gradient_against_reference(rng, isa, shape, threads):
+    x, w, _, dy, kw = _arrays(rng, shape)
+    ref_args = (kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
+    with forced_isa(isa):
+        got = []
+        for t in (1, 2):
+            threads(t)
+            got.append(F.conv2d_backward(dy, x, w, need=("w",), algo="im2col", **kw)[1])
+    assert_close(got[0], ref_backward(dy, x, w, *ref_args)[1], f"dw {isa} {shape}", 1e-5)
+    np.testing.assert_array_equal(got[0], got[1])
+    # small integers: exact sums, so any indexing slip shows
+    xi, dyi = (rng.integers(-8, 9, size=a.shape).astype(np.float32) for a in (x, dy))
+    np.testing.assert_array_equal(
+        F.conv2d_backward(dyi, xi, w, need=("w",), algo="im2col", **kw)[1],
+        F.conv2d_backward(dyi, xi, w, need=("w",), algo="reference", **kw)[1])

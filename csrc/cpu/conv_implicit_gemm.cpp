@@ -26,7 +26,10 @@
 #include "cpu/conv.h"
 #include "cpu/conv_broadcast.h"
 #include "cpu/cpu_features.h"
+#include "common/select_algo.h"
+#include "cpu/gemm/gemm.h"
 #include "cpu/gemm/ukernel.h"
+#include "cpu/im2col.h"
 #include "cpu/parallel.h"
 #include "cpu/scratch.h"
 
@@ -327,6 +330,51 @@ void split_positions(const ConvParams& p, const PaddedInput& in, int64_t p0, int
 // are packed straight from the padded input, its B panels from dY; each thread sums a contiguous
 // range of K blocks into its own dW^T, and the partial sums are added in thread order (the same
 // order every run at a fixed thread count).
+namespace {
+// Where the weight gradient runs as one GEMM over an explicit column matrix of every image: few
+// positions in all (N * out_h * out_w), or 1x1 kernels on small maps with many output channels.
+// The other two paths split the sum over positions into blocks of about 384 per thread and
+// re-pack (or re-copy) the input for each: with one image of 12x12 (NIN's conv4_1024, 144
+// positions) that is one block on one thread, and with 7x7 maps the copies run in rows of 7.
+// Two threads, medians: (1,384,12,12) -> 1024 3x3 46.5 -> 5.2 ms, (1,512,32,32) -> 512 62 -> 28,
+// (1,256,26,26) -> 384 13.4 -> 7.2, ResNet-50's (8,512,7,7) 27.5 -> 11.1, its 1x1 (8,512,14,14)
+// 6.0 -> 4.7; even at 784-1568 positions ((8,256,14,14), (4,512,14,14)); worse from 6272
+// ((8,128,28,28): 11.2 -> 18.5) and on the DeepConvNet rows (N = 100: 2.8 -> 5.8).
+bool batched_weight_grad_wins(const ConvParams& p) {
+  const int64_t positions = p.n * p.out_h * p.out_w;
+  if (p.groups != 1 || p.c * p.kh * p.kw < 64 || p.k < 32) return false;
+  return positions <= 2048 ||
+         (p.kh == 1 && p.kw == 1 && p.out_h * p.out_w <= 256 && p.k >= 128);
+}
+
+// dW (K x CKK) = dY (K x N*OHW) col^T, col (CKK x N*OHW) = the im2col of every image side by
+// side, dY copied to one row per output channel; the project's GEMM (trans_b) does the rest.
+void conv2d_backward_weight_batched_f32(const ConvParams& p, const float* dy, const float* x,
+                                        float* dw) {
+  const int64_t ckk = p.c * p.kh * p.kw, ohw = p.out_h * p.out_w, np_ = p.n * ohw;
+  const ScratchFloats col(ScratchSlot::PaddedInput, static_cast<size_t>(ckk * np_));
+  const ScratchFloats dy_rows(ScratchSlot::ChannelLastGrad, static_cast<size_t>(p.k * np_));
+  // im2col by (image, block of 16 channels): rows of channel c start at c * kh * kw
+  const int64_t c_blocks = ceil_div(p.c, int64_t(16));
+#pragma omp parallel num_threads(num_threads())
+  {
+#pragma omp for schedule(static) nowait
+    for (int64_t i = 0; i < p.n * c_blocks; ++i) {
+      const int64_t n = i / c_blocks, c0 = (i % c_blocks) * 16, cs = std::min<int64_t>(16, p.c - c0);
+      im2col_image(p, cs, x + (n * p.c + c0) * p.h * p.w, col.get() + c0 * p.kh * p.kw * np_ + n * ohw,
+                   np_, 1);
+    }
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < p.k * p.n; ++i) {
+      const int64_t k = i / p.n, n = i % p.n;
+      std::copy(dy + (n * p.k + k) * ohw, dy + (n * p.k + k + 1) * ohw, dy_rows.get() + k * np_ + n * ohw);
+    }
+  }
+  gemm_parallel<float>(false, true, p.k, ckk, np_, 1.0f, dy_rows.get(), np_, col.get(), np_, 0.0f,
+                       dw, ckk);
+}
+}  // namespace
+
 void conv2d_backward_weight_implicit_f32(const ConvParams& p, const float* dy, const float* x,
                                          float* dw) {
   const int64_t kpg = p.k_per_group(), cpg = p.c_per_group();
@@ -336,6 +384,10 @@ void conv2d_backward_weight_implicit_f32(const ConvParams& p, const float* dy, c
     std::fill(dw, dw + dw_elems, 0.0f);
     return;
   }
+  // (its column matrix and dY copy must fit the workspace limit, CONVCORE_MAX_WORKSPACE)
+  if (batched_weight_grad_wins(p) &&
+      double(ckk + p.k) * double(total) * 4 <= double(max_workspace_bytes()))
+    return conv2d_backward_weight_batched_f32(p, dy, x, dw);
   if (broadcast_weight_grad_wins(p))  // channel-last copies, no packing (conv_broadcast.h)
     return conv2d_backward_weight_broadcast_f32(p, dy, x, dw, p.macs() < 2e5 ? 1 : num_threads());
   const GemmUkernel& uk = gemm_ukernel_for_shape(active_isa(), ckk, kpg);
