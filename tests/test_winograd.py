@@ -179,13 +179,14 @@ def test_f2_float32_kernels_beyond_3x3(rng, isa, shape_id):
 
 
 def test_auto_picks_winograd_only_where_measured_faster_and_within_bound(rng):
-    # float32: F(2x2,3x3) from 64 channels on maps of 24+ columns, or 256+ channels on smaller
-    # ones; im2col on the DeepConvNet rows and NIN's conv4_1024 (12x12, 36 tiles)
+    # float32: F(2x2,3x3) from 32 input and 64 output channels with 128+ tiles; im2col below
+    # (the DeepConvNet rows with 16 -> 32 and 32 -> 32) and on NIN's conv4_1024 (12x12, 36 tiles)
     assert F.select_algo((4, 128, 112, 112), (128, 128, 3, 3), padding=1) == "winograd_2x2"
     assert F.select_algo((8, 64, 56, 56), (64, 64, 3, 3), padding=1) == "winograd_2x2"
     assert F.select_algo((8, 512, 7, 7), (512, 512, 3, 3), padding=1) == "winograd_2x2"
-    assert F.select_algo((8, 128, 14, 14), (128, 128, 3, 3), padding=1) == "im2col"
-    assert F.select_algo((100, 64, 8, 8), (64, 64, 3, 3), padding=1) == "im2col"
+    assert F.select_algo((100, 64, 8, 8), (64, 64, 3, 3), padding=1) == "winograd_2x2"
+    assert F.select_algo((100, 16, 14, 14), (32, 16, 3, 3), padding=1) == "im2col"
+    assert F.select_algo((100, 32, 14, 14), (32, 32, 3, 3), padding=2) == "im2col"
     assert F.select_algo((1, 384, 12, 12), (1024, 384, 3, 3), padding=1) == "im2col"
     # 5x5 as four 3x3 sub-kernels: NIN's conv2 (53x53, 96 -> 256); 7x7 stays on im2col
     assert F.select_algo((1, 96, 53, 53), (256, 96, 5, 5), padding=2) == "winograd_2x2"
@@ -221,6 +222,10 @@ F2_SHAPES = [
     ((1, 400, 6, 7), (100, 400, 3, 3), (1, 1, 1, 1)),
     # one input channel; a 1x1 map
     ((4, 1, 19, 33), (9, 1, 3, 3), (1, 1, 1, 1)),
+    # tile rows of 16 and 14 tiles, where AVX-512 transforms 16 tiles per vector (the rows above,
+    # of 4 or 21 tiles, fill 8-lane vectors better and take its 8-lane build)
+    ((2, 9, 6, 32), (20, 9, 3, 3), (1, 1, 1, 1)),
+    ((1, 7, 5, 28), (18, 7, 3, 3), (1, 1, 1, 1)),
     ((2, 8, 1, 1), (3, 8, 3, 3), (1, 1, 1, 1)),
 ]
 

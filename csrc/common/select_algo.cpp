@@ -98,18 +98,20 @@ ConvAlgo select_winograd(const ConvParams& p, int64_t elem_bytes) {
   // float64: F(4x4,3x3) (error <= 3.5e-14) was 1.6-5.1x faster on every 3x3 row from C=16 up
   // (book.conv2..6, r50.3x3.*), slower only at C=1 (book.conv1, 0.72x).
   if (elem_bytes == 8) return p.c >= 16 ? ConvAlgo::WinogradF4 : ConvAlgo::Im2col;
-  // float32: only F(2x2,3x3) is within the 1e-5 bound (F(4x4,3x3) reaches 1.3e-5). Its per-ISA
-  // driver (cpu/conv_winograd_f32_impl.inc) beat im2col, interleaved medians on 2 threads
-  // (bench/RESULTS.md, "Session 4"), from 64 channels in and out: ResNet-50's 56x56 and 28x28
-  // rows 1.34-1.44x, VGG's 112x112 row 1.83x, VGG-16's maps at 256 px 1.48-1.98x, NIN's 26x26
-  // conv3 1.47x; on the 14x14 and 7x7 rows (1.18x, 1.16x) only with 256+ channels, whose sums
-  // hide the transforms of short tile rows (a 7-wide map fills 4 of 16 lanes). It lost on the
-  // DeepConvNet rows (16-64 channels on 8-28 pixel maps: 0.57-0.94x) and on NIN's conv4_1024
-  // (36 tiles per image, 0.90x: the kernels' transform is not repaid).
+  // float32: only F(2x2,3x3) is within the 1e-5 bound (F(4x4,3x3) reaches 1.3e-5). Its own
+  // driver (cpu/conv_winograd_f32_impl.inc) against im2col, one thread, thread CPU time,
+  // interleaved medians, AVX-512 and AVX2 builds alike (bench/RESULTS.md, "Session 4"): 3x3
+  // from 32 input and 64 output channels won on every map measured: ResNet-50's rows
+  // 1.28-1.62x, VGG's 112x112 row and VGG-16 at 256 px 1.4-1.9x, NIN's conv3 1.3-1.5x, the
+  // DeepConvNet 8x8 rows (32/64 -> 64) 1.16-1.25x, 28x28 and 56x56 with 32 -> 64 1.13-1.34x;
+  // even at 14x14 with 32 -> 64 (0.96-0.98x). It lost with fewer channels (the DeepConvNet rows
+  // with 16 -> 32 and 32 -> 32: 0.69-0.88x) and on NIN's conv4_1024 (12x12, one image: 36
+  // tiles, 0.84-0.89x: the kernels' transform is not repaid). 5x5 (four sub-kernels) from 64
+  // channels on maps 24+ wide.
   const int64_t tiles = p.n * ((p.out_h + 1) / 2) * ((p.out_w + 1) / 2);
-  if (p.c >= 64 && p.k >= 64 && tiles >= 128 &&
-      (p.out_w >= 24 || (p.kh == 3 && std::min(p.c, p.k) >= 256)))
-    return ConvAlgo::WinogradF2;
+  if (tiles < 128 || p.k < 64) return ConvAlgo::Im2col;
+  if (p.kh == 3 && p.c >= 32) return ConvAlgo::WinogradF2;
+  if (p.kh == 5 && p.c >= 64 && p.out_w >= 24) return ConvAlgo::WinogradF2;
   return ConvAlgo::Im2col;
 }
 }  // namespace
