@@ -252,3 +252,21 @@ def test_f2_float32_every_isa_and_thread_count(rng, isa, shape_id):
         convcore.set_num_threads(before)
     assert_close(results[0], ref, f"{isa} {x_shape} {w_shape} {pads}", TOL32["winograd_2x2"])
     np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_auto_input_gradient_takes_winograd_only_where_its_forward_would(rng):
+    """With "auto", the input gradient of a Winograd-chosen conv is a forward with C and K
+    swapped: it stays Winograd only where that forward would be chosen (32 -> 64 forward: its
+    gradient is 64 -> 32, under the 64 output channels of the rule, so im2col)."""
+    x = randn(rng, (100, 32, 8, 8), np.float32)
+    w = randn(rng, (64, 32, 3, 3), np.float32)
+    dy = randn(rng, (100, 64, 8, 8), np.float32)
+    assert F.select_algo(x.shape, w.shape, padding=1) == "winograd_2x2"
+    dx = F.conv2d_backward(dy, x, w, padding=1, need=("x",))[0]
+    np.testing.assert_array_equal(dx, F.conv2d_backward(dy, x, w, padding=1, need=("x",), algo="im2col")[0])
+    x2 = randn(rng, (8, 64, 12, 12), np.float32)
+    w2 = randn(rng, (64, 64, 3, 3), np.float32)
+    dy2 = randn(rng, (8, 64, 12, 12), np.float32)
+    dx2 = F.conv2d_backward(dy2, x2, w2, padding=1, need=("x",))[0]
+    np.testing.assert_array_equal(
+        dx2, F.conv2d_backward(dy2, x2, w2, padding=1, need=("x",), algo="winograd_2x2")[0])

@@ -67,6 +67,9 @@ py::tuple conv2d_backward(const py::array& dy, const py::array& x, const py::arr
   ConvParams p = make_conv_params(op, shape4(x), shape4(w), stride, padding, dilation, groups);
   check_grad_shape(dy, {p.n, p.k, p.out_h, p.out_w}, op);
   ConvAlgo algo = parse_conv_algo(algo_name, p, op, dtype == DType::F32 ? 4 : 8, cpu::num_threads());
+  const ConvAlgo algo_x = algo_name == "auto" ? select_conv_backward_input_algo(
+                                                    p, dtype == DType::F32 ? 4 : 8, cpu::num_threads())
+                                              : algo;
   py::object dx = py::none(), dw = py::none(), db = py::none();
   with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
@@ -75,7 +78,7 @@ py::tuple conv2d_backward(const py::array& dy, const py::array& x, const py::arr
     if (need_w) dw_arr = new_array(dtype, shape_of(w));
     if (need_b) db_arr = new_array(dtype, {p.k});
     run_interruptible(conv_work(p), [&] {
-      if (need_x) cpu::conv2d_backward_input<T>(algo, p, cdata<T>(dy), cdata<T>(w), mdata<T>(dx_arr));
+      if (need_x) cpu::conv2d_backward_input<T>(algo_x, p, cdata<T>(dy), cdata<T>(w), mdata<T>(dx_arr));
       if (need_w) cpu::conv2d_backward_weight<T>(algo, p, cdata<T>(dy), cdata<T>(x), mdata<T>(dw_arr));
       if (need_b) cpu::conv2d_backward_bias<T>(p, cdata<T>(dy), mdata<T>(db_arr));
     });

@@ -53,8 +53,9 @@ def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, *, algo="
     x: (N, C, H, W); w: (K, C/groups, kh, kw); bias: (K,) or None.
     padding: int, (ph, pw), (top, bottom, left, right), "same" or "valid".
     algo: "auto", "direct", "im2col", "depthwise" (groups == C), "winograd_2x2" / "winograd_4x4"
-    (3x3, stride 1, dilation 1, groups 1; forward only, gradients run im2col), "winograd" (2x2 in
-    float32, 4x4 in float64) or "reference".
+    (stride 1, dilation 1, groups 1; a 3x3 kernel, or in float32 with winograd_2x2 any kernel as
+    3x3 sub-kernels; the input gradient runs as a Winograd forward over dY, the weight gradient
+    as im2col), "winograd" (2x2 in float32, 4x4 in float64) or "reference".
     Returns y: (N, K, out_h, out_w).
     """
     return _conv2d(x, w, bias, stride, padding, dilation, groups, algo, "conv2d")
