@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+import convcore
 import convcore.functional as F
 
 from cases import conv_out_shape, randn, random_conv_case, small_ints
@@ -155,3 +156,25 @@ def test_every_isa_against_reference(rng, isa, case_id):
     from isa import forced_isa
     with forced_isa(isa):
         _run_case(rng, random_conv_case(rng, depthwise=bool(case_id % 2)), np.float32)
+
+
+def test_strided_input_gradient_of_one_image_split_in_row_bands(rng):
+    """One image on several threads: the input gradient's col2im runs in bands of input rows per
+    thread (NIN's 11x11/4 first layer); the sums per element keep their order, so the result is
+    the one-thread result exactly, and the reference's."""
+    x = randn(rng, (1, 3, 47, 45), np.float32)
+    w = randn(rng, (8, 3, 11, 11), np.float32)
+    dy = randn(rng, (1, 8, 10, 10), np.float32)
+    kw = dict(stride=4, padding=(2, 1, 3, 0))
+    before = convcore.get_num_threads()
+    try:
+        got = []
+        for threads in (1, 2, 3):
+            convcore.set_num_threads(threads)
+            got.append(F.conv2d_backward(dy, x, w, need=("x",), algo="im2col", **kw)[0])
+    finally:
+        convcore.set_num_threads(before)
+    ref = ref_conv2d_backward(dy, x, w, (4, 4), (2, 1, 3, 0))[0]
+    assert_close(got[0], ref, "dx 11x11/4", 1e-5)
+    for g in got[1:]:
+        np.testing.assert_array_equal(g, got[0])

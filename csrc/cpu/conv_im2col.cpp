@@ -18,6 +18,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -25,6 +26,7 @@
 #include "cpu/gemm/gemm.h"
 #include "cpu/im2col.h"
 #include "cpu/parallel.h"
+#include "cpu/scratch.h"
 
 namespace convcore::cpu {
 
@@ -39,21 +41,27 @@ struct Im2colShape {
   int64_t workspace() const { return pointwise ? 0 : ckk * ohw; }
 };
 
-// Calls fn(image, workspace, thread_slot, gemm_is_parallel) for every image.
+// Calls fn(image, workspace, thread_slot, gemm_is_parallel) for every image. The workspace is
+// uninitialised (every user writes it whole before reading it): a zeroed std::vector cost a pass
+// over up to 17 MB per call (NIN's conv1 gradient) plus its page faults.
 template <typename T, typename Fn>
 void for_each_image(int64_t images, int64_t workspace_elems, Fn fn) {
   const int threads = num_threads();
   if (images >= threads && threads > 1) {
 #pragma omp parallel num_threads(threads)
     {
-      std::vector<T> workspace(static_cast<size_t>(workspace_elems));
+      std::unique_ptr<T[]> workspace(new T[static_cast<size_t>(std::max<int64_t>(workspace_elems, 1))]);
       const int slot = omp_get_thread_num();
 #pragma omp for schedule(static)
-      for (int64_t n = 0; n < images; ++n) if (!interrupted()) fn(n, workspace.data(), slot, false);
+      for (int64_t n = 0; n < images; ++n) if (!interrupted()) fn(n, workspace.get(), slot, false);
     }
+  } else if constexpr (std::is_same_v<T, float>) {
+    // the calling thread's buffer, kept between calls (cpu/scratch.h)
+    const ScratchFloats workspace(ScratchSlot::ColumnMatrix, static_cast<size_t>(workspace_elems));
+    for (int64_t n = 0; n < images; ++n) if (!interrupted()) fn(n, workspace.get(), 0, threads > 1);
   } else {
-    std::vector<T> workspace(static_cast<size_t>(workspace_elems));
-    for (int64_t n = 0; n < images; ++n) if (!interrupted()) fn(n, workspace.data(), 0, threads > 1);
+    std::unique_ptr<T[]> workspace(new T[static_cast<size_t>(std::max<int64_t>(workspace_elems, 1))]);
+    for (int64_t n = 0; n < images; ++n) if (!interrupted()) fn(n, workspace.get(), 0, threads > 1);
   }
 }
 
@@ -118,8 +126,21 @@ void conv2d_backward_input_im2col(const ConvParams& p, const T* dy, const T* w, 
       }
       run_gemm<T>(par, true, false, s.ckk, s.ohw, s.kpg, w_group, s.ckk, dy_group, s.ohw, T(0),
                   col, s.ohw);
-      std::fill(dx_group, dx_group + s.cpg * s.in_plane, T(0));
-      col2im_image(p, s.cpg, col, s.ohw, 1, dx_group);
+      if (!par) {
+        std::fill(dx_group, dx_group + s.cpg * s.in_plane, T(0));
+        col2im_image(p, s.cpg, col, s.ohw, 1, dx_group);
+        continue;
+      }
+      // fewer images than threads (one image: NIN's 11x11/4 conv1, whose col2im had run on one
+      // thread for as long as the GEMM on two): the threads take bands of input rows
+      const int threads = num_threads();
+#pragma omp parallel for schedule(static) num_threads(threads)
+      for (int band = 0; band < threads; ++band) {
+        const int64_t y0 = p.h * band / threads, y1 = p.h * (band + 1) / threads;
+        for (int64_t c = 0; c < s.cpg; ++c)
+          std::fill(dx_group + c * s.in_plane + y0 * p.w, dx_group + c * s.in_plane + y1 * p.w, T(0));
+        col2im_image_rows(p, s.cpg, col, s.ohw, 1, dx_group, y0, y1);
+      }
     }
   });
 }

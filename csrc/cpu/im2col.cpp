@@ -1,5 +1,7 @@
 #include "cpu/im2col.h"
 
+#include <algorithm>
+
 #include "cpu/conv_taps.h"
 
 namespace convcore::cpu {
@@ -34,16 +36,20 @@ void im2col_image(const ConvParams& p, int64_t channels, const T* x_image, T* co
 }
 
 template <typename T>
-void col2im_image(const ConvParams& p, int64_t channels, const T* col, int64_t row_stride,
-                  int64_t col_stride, T* dx_image) {
+void col2im_image_rows(const ConvParams& p, int64_t channels, const T* col, int64_t row_stride,
+                       int64_t col_stride, T* dx_image, int64_t y_begin, int64_t y_end) {
   const int64_t in_plane = p.h * p.w;
+  auto ceil_div_signed = [](int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); };
   for (int64_t c = 0; c < channels; ++c)
     for (int64_t ky = 0; ky < p.kh; ++ky)
       for (int64_t kx = 0; kx < p.kw; ++kx) {
         const T* row = col + ((c * p.kh + ky) * p.kw + kx) * row_stride;
         T* in = dx_image + c * in_plane;
         const TapWindow t = tap_window(p, ky, kx);
-        for (int64_t oy = t.ys.lo; oy < t.ys.hi; ++oy) {
+        // the outputs oy whose input row t.in_y0 + (oy - lo) * stride_h lies in [y_begin, y_end)
+        const int64_t oy_lo = std::max(t.ys.lo, t.ys.lo + ceil_div_signed(y_begin - t.in_y0, p.stride_h));
+        const int64_t oy_hi = std::min(t.ys.hi, t.ys.lo + ceil_div_signed(y_end - t.in_y0, p.stride_h));
+        for (int64_t oy = oy_lo; oy < oy_hi; ++oy) {
           const T* src = row + oy * p.out_w * col_stride;
           T* dst = in + (t.in_y0 + (oy - t.ys.lo) * p.stride_h) * p.w + t.in_x0;
           for (int64_t ox = t.xs.lo; ox < t.xs.hi; ++ox)
@@ -52,9 +58,19 @@ void col2im_image(const ConvParams& p, int64_t channels, const T* col, int64_t r
       }
 }
 
+template <typename T>
+void col2im_image(const ConvParams& p, int64_t channels, const T* col, int64_t row_stride,
+                  int64_t col_stride, T* dx_image) {
+  col2im_image_rows(p, channels, col, row_stride, col_stride, dx_image, 0, p.h);
+}
+
 template void im2col_image<float>(const ConvParams&, int64_t, const float*, float*, int64_t, int64_t);
 template void im2col_image<double>(const ConvParams&, int64_t, const double*, double*, int64_t, int64_t);
 template void col2im_image<float>(const ConvParams&, int64_t, const float*, int64_t, int64_t, float*);
+template void col2im_image_rows<float>(const ConvParams&, int64_t, const float*, int64_t, int64_t, float*,
+                                       int64_t, int64_t);
+template void col2im_image_rows<double>(const ConvParams&, int64_t, const double*, int64_t, int64_t,
+                                        double*, int64_t, int64_t);
 template void col2im_image<double>(const ConvParams&, int64_t, const double*, int64_t, int64_t, double*);
 
 }  // namespace convcore::cpu

@@ -20,5 +20,10 @@ void im2col_image(const ConvParams& p, int64_t channels, const T* x_image, T* co
 template <typename T>
 void col2im_image(const ConvParams& p, int64_t channels, const T* col, int64_t row_stride,
                   int64_t col_stride, T* dx_image);
+// The same, for input rows [y_begin, y_end) only: bands of rows are disjoint sums, so threads can
+// take one band each.
+template <typename T>
+void col2im_image_rows(const ConvParams& p, int64_t channels, const T* col, int64_t row_stride,
+                       int64_t col_stride, T* dx_image, int64_t y_begin, int64_t y_end);
 
 }  // namespace convcore::cpu

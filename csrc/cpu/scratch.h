@@ -38,7 +38,8 @@ enum class ScratchSlot {
   ChannelLastGrad = 3,
   WinogradTiles = 4,
   WinogradProducts = 5,
-  Count = 6
+  ColumnMatrix = 6,
+  Count = 7
 };
 
 class ScratchFloats {
