@@ -159,3 +159,19 @@ def test_batched_weight_gradient_against_reference(rng, isa, shape, threads):
     np.testing.assert_array_equal(
         F.conv2d_backward(dyi, xi, w, need=("w",), algo="im2col", **kw)[1],
         F.conv2d_backward(dyi, xi, w, need=("w",), algo="reference", **kw)[1])
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+@pytest.mark.parametrize("shape", [
+    (2, 32, 7, 9, 48, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2),   # groups: 16 -> 24 per group
+    (1, 20, 6, 6, 40, (3, 2), (1, 1), (2, 0, 1, 0), (2, 1), 1),   # dilation, uneven pads
+    (1, 17, 5, 5, 33, (5, 5), (1, 1), (4, 4, 4, 4), (1, 1), 1),   # full padding: dY padded by 0
+])
+def test_stride1_input_gradient_packs_turned_weights(rng, isa, shape):
+    """The stride-1 input gradient as a broadcast forward over dY packs its kernel straight from
+    w, turned by 180 degrees with the channel axes swapped per group (no turned copy)."""
+    x, w, b, dy, kw = _arrays(rng, shape)
+    with forced_isa(isa), forward_path("rule"):
+        dx = F.conv2d_backward(dy, x, w, need=("x",), algo="im2col", **kw)[0]
+    ref = ref_backward(dy, x, w, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])[0]
+    assert_close(dx, ref, f"dx {isa} {shape}", 1e-5)

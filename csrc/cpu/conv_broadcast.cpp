@@ -79,13 +79,13 @@ bool broadcast_conv_wins(const ConvParams& p) {
 }
 
 void conv2d_forward_broadcast_f32(const ConvParams& p, const float* x, const float* w,
-                                  const float* bias, float* y, int threads) {
+                                  const float* bias, float* y, int threads, bool turned) {
   CC_ASSERT(broadcast_conv_applies(p));
   if (p.n * p.k * p.out_h * p.out_w == 0) return;
   switch (active_isa()) {
-    case Isa::Avx512: return avx512::broadcast_forward_f32(p, x, w, bias, y, threads);
-    case Isa::Avx2: return avx2::broadcast_forward_f32(p, x, w, bias, y, threads);
-    case Isa::Scalar: return bc_impl::broadcast_forward(p, x, w, bias, y, threads);
+    case Isa::Avx512: return avx512::broadcast_forward_f32(p, x, w, bias, y, threads, turned);
+    case Isa::Avx2: return avx2::broadcast_forward_f32(p, x, w, bias, y, threads, turned);
+    case Isa::Scalar: return bc_impl::broadcast_forward(p, x, w, bias, y, threads, turned);
   }
 }
 

@@ -22,9 +22,12 @@ bool broadcast_weight_grad_wins(const ConvParams& p);
 // Test/bench hook: 1 runs it wherever it applies, 0 never, anything else restores the rule
 // (the starting mode comes from CONVCORE_CONV_BROADCAST=0|1). Returns the previous mode.
 int set_broadcast_conv_override(int mode);
-// y = conv(x); runs the build for active_isa().
+// y = conv(x); runs the build for active_isa(). With `turned`, w holds the weights of the
+// convolution whose stride-1 input gradient p is (K' = p.c, C' = p.k per group): the kernel p
+// runs is w turned by 180 degrees with its two channel axes swapped, packed straight from w
+// (no turned copy: for NIN's conv4_1024 that copy was 14 MB written and read per call).
 void conv2d_forward_broadcast_f32(const ConvParams& p, const float* x, const float* w,
-                                  const float* bias, float* y, int threads);
+                                  const float* bias, float* y, int threads, bool turned = false);
 
 }  // namespace convcore::cpu
 
@@ -32,7 +35,7 @@ void conv2d_forward_broadcast_f32(const ConvParams& p, const float* x, const flo
 #define CONVCORE_DECLARE_BROADCAST_F32(isa)                                                     \
   namespace convcore::cpu::isa {                                                                \
   void broadcast_forward_f32(const ConvParams& p, const float* x, const float* w,               \
-                             const float* bias, float* y, int threads);                         \
+                             const float* bias, float* y, int threads, bool turned);            \
   void broadcast_backward_weight_f32(const ConvParams& p, const float* dy, const float* x,      \
                                      float* dw, int threads);                                   \
   }
@@ -43,8 +46,8 @@ CONVCORE_DECLARE_BROADCAST_F32(avx512)
 #define CONVCORE_DEFINE_BROADCAST_F32(isa)                                                      \
   namespace convcore::cpu::isa {                                                                \
   void broadcast_forward_f32(const ConvParams& p, const float* x, const float* w,               \
-                             const float* bias, float* y, int threads) {                        \
-    bc_impl::broadcast_forward(p, x, w, bias, y, threads);                                      \
+                             const float* bias, float* y, int threads, bool turned) {           \
+    bc_impl::broadcast_forward(p, x, w, bias, y, threads, turned);                              \
   }                                                                                             \
   void broadcast_backward_weight_f32(const ConvParams& p, const float* dy, const float* x,      \
                                      float* dw, int threads) {                                  \

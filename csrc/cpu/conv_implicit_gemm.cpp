@@ -282,6 +282,10 @@ void conv2d_backward_input_implicit_f32(const ConvParams& p, const float* dy, co
       {eh - p.pad_top, eh - p.pad_bottom, ew - p.pad_left, ew - p.pad_right}, {p.dil_h, p.dil_w},
       p.groups);
   CC_ASSERT(q.out_h == p.h && q.out_w == p.w);
+  if (q.n * q.out_h * q.out_w == 0 || q.k == 0) return;
+  if (broadcast_conv_wins(q))  // packs its kernel straight from w, turned (conv_broadcast.h)
+    return conv2d_forward_broadcast_f32(q, dy, w, nullptr, dx, q.macs() < 2e5 ? 1 : num_threads(),
+                                        /*turned=*/true);
   // (a scratch buffer, filled by all threads: for NIN's conv4_1024 these are 14 MB per call)
   const ScratchFloats turned(ScratchSlot::TurnedWeights, static_cast<size_t>(p.c * kpg * taps));
 #pragma omp parallel for schedule(static) num_threads(num_threads())
