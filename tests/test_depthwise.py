@@ -129,7 +129,11 @@ def test_small_maps_channels_in_lanes_exact(rng, isa):
                 (20, 6, 4, 5, (1, 2), (2, 1, 0, 2), 1, True),
                 (9, 5, 6, 3, (1, 1), (1, 1, 1, 1), 2, True),
                 # pad right past the kernel: no flipped forward for the input gradient
-                (5, 4, 3, 3, (1, 1), (0, 2, 0, 3), 1, True)]:
+                (5, 4, 3, 3, (1, 1), (0, 2, 0, 3), 1, True),
+                # stride-1 rows of 9-16 outputs: channel lanes for the weight gradient only
+                # (AVX-512), the row kernels for the rest
+                (37, 14, 14, 3, (1, 1), (1, 1, 1, 1), 1, True),
+                (19, 9, 12, 5, (1, 1), (2, 1, 2, 2), 1, False)]:
             x = small_ints(rng, (2, c, h, wd), np.float32)
             w = small_ints(rng, (c * mult, 1, k, k), np.float32)
             b = small_ints(rng, (c * mult,), np.float32) if with_bias else None
