@@ -270,3 +270,33 @@ def test_auto_input_gradient_takes_winograd_only_where_its_forward_would(rng):
     dx2 = F.conv2d_backward(dy2, x2, w2, padding=1, need=("x",))[0]
     np.testing.assert_array_equal(
         dx2, F.conv2d_backward(dy2, x2, w2, padding=1, need=("x",), algo="winograd_2x2")[0])
+
+
+WGRAD_SHAPES = [
+    # (x shape, K, pads): F(3x3,2x2) runs from 128 input and output channels (3x3 kernels)
+    ((2, 128, 7, 9), 128, (1, 1, 1, 1)),    # odd width: a dY tile past the map's edge
+    ((1, 130, 10, 6), 129, (0, 2, 1, 0)),   # asymmetric pads, channels past a vector
+    ((3, 128, 5, 5), 140, (2, 2, 2, 2)),    # padding = kernel - 1
+]
+
+
+@pytest.mark.parametrize("isa", ISA_ORDER)
+@pytest.mark.parametrize("shape_id", range(len(WGRAD_SHAPES)))
+def test_weight_gradient_f3x3_2x2(rng, isa, shape_id):
+    """The float32 weight gradient under Winograd, G^T [sum (A dY A^T) . (B^T X B)] G, against the
+    reference per ISA, and the same on a second run with the thread count kept."""
+    x_shape, k, pads = WGRAD_SHAPES[shape_id]
+    x = randn(rng, x_shape, np.float32)
+    w = randn(rng, (k, x_shape[1], 3, 3), np.float32)
+    dy = randn(rng, ref_conv2d(x, w, None, (1, 1), pads).shape, np.float32)
+    with forced_isa(isa):
+        dw = F.conv2d_backward(dy, x, w, padding=pads, need=("w",), algo="winograd_2x2")[1]
+        again = F.conv2d_backward(dy, x, w, padding=pads, need=("w",), algo="winograd_2x2")[1]
+    ref = ref_conv2d_backward(dy, x, w, (1, 1), pads)[1]
+    assert_close(dw, ref, f"dw {isa} {x_shape} {k} {pads}", 2e-6)
+    np.testing.assert_array_equal(dw, again)
+    # below 128 channels the weight gradient stays im2col's, bit for bit
+    xs, ws, dys = x[:, :64].copy(), w[:64, :64].copy(), dy[:, :64].copy()
+    np.testing.assert_array_equal(
+        F.conv2d_backward(dys, xs, ws, padding=pads, need=("w",), algo="winograd_2x2")[1],
+        F.conv2d_backward(dys, xs, ws, padding=pads, need=("w",), algo="im2col")[1])

@@ -46,7 +46,8 @@ void conv2d_backward_weight(ConvAlgo algo, const ConvParams& p, const T* dy, con
     case ConvAlgo::Im2col: return conv2d_backward_weight_im2col(p, dy, x, dw);
     case ConvAlgo::Depthwise: CC_ASSERT(p.is_depthwise()); return depthwise_backward_weight(p, dy, x, dw);
     case ConvAlgo::WinogradF2:
-    case ConvAlgo::WinogradF4: return conv2d_backward_weight_im2col(p, dy, x, dw);
+    case ConvAlgo::WinogradF4:
+      return conv2d_backward_weight_winograd(algo == ConvAlgo::WinogradF2 ? 2 : 4, p, dy, x, dw);
   }
 }
 

@@ -35,15 +35,28 @@ void winograd_matrices(int tile_m, double* bt, double* g, double* at);
 // Builds of the float32 F(2x2,3x3) forward (conv_winograd_f32_impl.inc): transforms vectorized
 // over tiles, products on the GEMM micro-kernels. conv2d_forward_winograd<float> runs the one of
 // the active ISA for tile_m == 2 (SSE2 in conv_winograd.cpp for the scalar level).
+// The weight gradient of a 3x3 stride-1 convolution by F(3x3,2x2) (same file) likewise.
 void winograd_f2_forward_f32_sse2(const ConvParams& p, const float* x, const float* w,
                                   const float* bias, float* y, int threads);
+void winograd_f2_backward_weight_f32_sse2(const ConvParams& p, const float* dy, const float* x,
+                                          float* dw, int threads);
 namespace avx2 {
 void winograd_f2_forward_f32(const ConvParams& p, const float* x, const float* w, const float* bias,
                              float* y, int threads);
+void winograd_f2_backward_weight_f32(const ConvParams& p, const float* dy, const float* x,
+                                     float* dw, int threads);
 }
 namespace avx512 {
 void winograd_f2_forward_f32(const ConvParams& p, const float* x, const float* w, const float* bias,
                              float* y, int threads);
+void winograd_f2_backward_weight_f32(const ConvParams& p, const float* dy, const float* x,
+                                     float* dw, int threads);
 }
+
+// The weight gradient under a Winograd algorithm: float32, 3x3 kernels, F(2x2,3x3) chosen and
+// winograd_weight_grad_wins(p): the F(3x3,2x2) driver; otherwise im2col's.
+bool winograd_weight_grad_wins(const ConvParams& p);
+template <typename T>
+void conv2d_backward_weight_winograd(int tile_m, const ConvParams& p, const T* dy, const T* x, T* dw);
 
 }  // namespace convcore::cpu

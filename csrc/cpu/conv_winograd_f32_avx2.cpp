@@ -7,7 +7,11 @@
 #include <exception>
 #include <vector>
 
+#include <omp.h>
+
+#include "common/errors.h"
 #include "cpu/conv_winograd.h"
+#include "cpu/gemm/gemm.h"
 #include "cpu/gemm/ukernel.h"
 #include "cpu/parallel.h"
 #include "cpu/scratch.h"
@@ -23,5 +27,10 @@ constexpr int kVL = 8;  // floats per 256-bit vector
 void winograd_f2_forward_f32(const ConvParams& p, const float* x, const float* w, const float* bias,
                              float* y, int threads) {
   wg_impl::winograd_f2_forward(p, x, w, bias, y, threads);
+}
+
+void winograd_f2_backward_weight_f32(const ConvParams& p, const float* dy, const float* x,
+                                     float* dw, int threads) {
+  wg_impl::winograd_f2_backward_weight(p, dy, x, dw, threads);
 }
 }  // namespace convcore::cpu::avx2

@@ -54,8 +54,9 @@ def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, *, algo="
     padding: int, (ph, pw), (top, bottom, left, right), "same" or "valid".
     algo: "auto", "direct", "im2col", "depthwise" (groups == C), "winograd_2x2" / "winograd_4x4"
     (stride 1, dilation 1, groups 1; a 3x3 kernel, or in float32 with winograd_2x2 any kernel as
-    3x3 sub-kernels; the input gradient runs as a Winograd forward over dY, the weight gradient
-    as im2col), "winograd" (2x2 in float32, 4x4 in float64) or "reference".
+    3x3 sub-kernels; the input gradient runs as a Winograd forward over dY, the float32 3x3
+    weight gradient as F(3x3,2x2) from 128 channels, else im2col), "winograd" (2x2 in float32,
+    4x4 in float64) or "reference".
     Returns y: (N, K, out_h, out_w).
     """
     return _conv2d(x, w, bias, stride, padding, dilation, groups, algo, "conv2d")
