@@ -1,6 +1,8 @@
-// Winograd F(2x2,3x3) and F(4x4,3x3) conv2d forward (see conv_winograd.h).
+// Winograd F(2x2,3x3) and F(4x4,3x3) conv2d (see conv_winograd.h): the dispatch to the float32
+// F(2x2,3x3) driver (conv_winograd_f32_impl.inc, built here for SSE2 and in the per-ISA files),
+// the gradients, and the generic driver below, which float64 and F(4x4,3x3) use.
 //
-// Per call: transform every 3x3 kernel once (in double, then rounded: weights are few), then in
+// Generic driver, per call: transform every 3x3 kernel once (in double, then rounded: weights are few), then in
 // chunks of tiles: transform the input tiles into V[e][c][tile] (e = one of the alpha^2 points),
 // run alpha^2 GEMMs M[e] (K x tiles) = U[e] (K x C) * V[e] (C x tiles) on the project's GEMM, and
 // transform each M tile back to an m x m output block (cropped at the image edge, bias added).

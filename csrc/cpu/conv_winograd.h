@@ -1,6 +1,8 @@
-// Winograd minimal filtering for 3x3, stride-1, undilated, ungrouped conv2d forward
-// (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
+// Winograd minimal filtering for stride-1, undilated, ungrouped conv2d (Lavin & Gray, "Fast
+// Algorithms for Convolutional Neural Networks", 2016):
 //   Y = A^T [ (G g G^T) (.) (B^T d B) ] A
+// and its gradients: dX as the same forward over dY with the kernel turned, dW (float32) by the
+// transposed algorithm F(3x3,2x2), dW = G^T [ sum over tiles (A dY A^T) (.) (B^T X B) ] G.
 // F(2x2,3x3) turns 36 multiplies per 2x2 output tile into 16; F(4x4,3x3) 144 into 36, at the
 // price of larger transform constants (and so larger rounding error; bench/RESULTS.md measures it).
 #pragma once
