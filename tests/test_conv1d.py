@@ -147,8 +147,11 @@ def test_conv1d_matches_pytorch(rng, case_id):
     yt.backward(torch.from_numpy(dy))
     assert_close(F.conv1d(x, w, b, **_kwargs(case)), yt.detach().numpy(), f"vs torch {case}", 1e-5)
     grads = F.conv1d_backward(dy, x, w, **_kwargs(case))
-    for name, got, want in zip(("dx", "dw", "db"), grads, (xt.grad, wt.grad, bt.grad)):
-        assert_close(got, want.numpy(), f"{name} vs torch {case}", 1e-5)
+    # db is one float32 sum per channel that may cancel to far below its terms (CI: 1.1e-5 with
+    # cout = 1): PyTorch's float32 sum is the inexact side, so db is held to the float64 sum of dy
+    db_exact = dy.astype(np.float64).sum(axis=(0, 2))
+    for name, got, want in zip(("dx", "dw", "db"), grads, (xt.grad.numpy(), wt.grad.numpy(), db_exact)):
+        assert_close(got, want, f"{name} vs torch {case}", 1e-5)
 
 
 def test_conv1d_thread_counts_agree(rng):
