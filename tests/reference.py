@@ -26,6 +26,18 @@ def assert_close(actual, expected, case, tol):
     assert err <= tol, f"relative error {err:.3g} > {tol:g} for {case}"
 
 
+def assert_close_sums(actual, expected, abs_scale, case, tol):
+    """assert_close for results that are sums which can cancel (a conv's outputs and gradients):
+    the error is measured against the same sums over absolute values (`abs_scale`: the reference
+    run on |inputs|), the scale float32 rounding works at. With one output element a correct
+    float32 sum that cancels to 1/50 of its terms misses a 1e-5 max-norm test of itself."""
+    actual = np.asarray(actual, dtype=np.float64)
+    if actual.size == 0:
+        return
+    err = float(np.max(np.abs(actual - expected))) / max(float(np.max(abs_scale)), 1e-30)
+    assert err <= tol, f"error {err:.3g} > {tol:g} of the |terms| scale for {case}"
+
+
 def _pad(x, pads, value=0.0):
     top, bottom, left, right = pads
     return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value)
