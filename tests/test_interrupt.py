@@ -137,6 +137,10 @@ signal.signal(signal.SIGINT, signal.SIG_IGN)
 ask("ignored")
 got = F.conv2d(x, w, algo="direct")
 print("ignored exact", np.array_equal(got, expected), flush=True)
+# the default handler comes back only once the parent has sent this phase's SIGINT: a call
+# faster than the parent's delay would otherwise meet it (CI: the child died of SIGINT, -2)
+print("sync", flush=True)
+sys.stdin.readline()
 signal.signal(signal.SIGINT, signal.default_int_handler)
 print("done", flush=True)
 """
@@ -161,6 +165,9 @@ def _run_child(script, timeout=900, delay=0.4):
                 proc.stdin.flush()
                 time.sleep(delay)
                 proc.send_signal(signal.SIGINT)
+            elif line.startswith("sync"):  # the child waits until the last signal is sent
+                proc.stdin.write("\n")
+                proc.stdin.flush()
         proc.wait()
     finally:
         watchdog.cancel()
