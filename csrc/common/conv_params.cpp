@@ -92,6 +92,24 @@ ConvParams make_conv_params(const std::string& op, const Shape4& x_shape, const 
   return p;
 }
 
+bool backward_input_is_a_forward(const ConvParams& p) {
+  const int64_t eh = p.dil_h * (p.kh - 1), ew = p.dil_w * (p.kw - 1);
+  return p.stride_h == 1 && p.stride_w == 1 && p.pad_top <= eh && p.pad_bottom <= eh &&
+         p.pad_left <= ew && p.pad_right <= ew && p.out_h == p.h + p.pad_top + p.pad_bottom - eh &&
+         p.out_w == p.w + p.pad_left + p.pad_right - ew;
+}
+
+ConvParams backward_input_as_forward(const ConvParams& p) {
+  CC_ASSERT(backward_input_is_a_forward(p));
+  const int64_t eh = p.dil_h * (p.kh - 1), ew = p.dil_w * (p.kw - 1);
+  const ConvParams q = make_conv_params(
+      "conv2d_backward", {p.n, p.k, p.out_h, p.out_w}, {p.c, p.k_per_group(), p.kh, p.kw}, {1, 1},
+      {eh - p.pad_top, eh - p.pad_bottom, ew - p.pad_left, ew - p.pad_right}, {p.dil_h, p.dil_w},
+      p.groups);
+  CC_ASSERT(q.out_h == p.h && q.out_w == p.w);
+  return q;
+}
+
 ConvParams make_conv_transpose_params(const std::string& op, const Shape4& x_shape,
                                       const Shape4& w_shape, const Pair& stride,
                                       const Pad4& padding, const Pair& output_padding,

@@ -55,6 +55,16 @@ ConvParams make_conv_params(const std::string& op, const Shape4& x_shape, const 
                             const Pair& stride, const Pad4& padding, const Pair& dilation,
                             int64_t groups);
 
+// With stride 1, the input gradient is itself a convolution: dX = conv(dY, W') over dY padded by
+// (dilated kernel extent - 1 - pad) on each side, where W'[c][k] is W[k][c] turned by 180
+// degrees (per group). That padding must not be negative: every pad <= dil * (kernel - 1); and
+// the outputs must cover the input exactly (a transposed conv's params may carry extra rows from
+// output_padding that no output reads: their gradient is zero, which this form does not write).
+bool backward_input_is_a_forward(const ConvParams& p);
+// The params of that forward: dY in, K/groups -> C/groups channels per group, the same kernel
+// extent, dilation and groups, the padding above; p must pass backward_input_is_a_forward.
+ConvParams backward_input_as_forward(const ConvParams& p);
+
 // x: (N, C_in, H, W); w: (C_in, C_out/groups, kh, kw) as in PyTorch.
 ConvParams make_conv_transpose_params(const std::string& op, const Shape4& x_shape,
                                       const Shape4& w_shape, const Pair& stride,

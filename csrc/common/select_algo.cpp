@@ -136,12 +136,9 @@ ConvAlgo select_conv_algo(const ConvParams& p, int64_t elem_bytes, int threads) 
 ConvAlgo select_conv_backward_input_algo(const ConvParams& p, int64_t elem_bytes, int threads) {
   const ConvAlgo algo = select_conv_algo(p, elem_bytes, threads);
   if (algo != ConvAlgo::WinogradF2 && algo != ConvAlgo::WinogradF4) return algo;
-  const int64_t eh = p.kh - 1, ew = p.kw - 1;
-  if (p.pad_top > eh || p.pad_bottom > eh || p.pad_left > ew || p.pad_right > ew) return algo;
-  const ConvParams q = make_conv_params(
-      "conv2d_backward", {p.n, p.k, p.out_h, p.out_w}, {p.c, p.k, p.kh, p.kw}, {1, 1},
-      {eh - p.pad_top, eh - p.pad_bottom, ew - p.pad_left, ew - p.pad_right}, {1, 1}, 1);
-  return select_winograd(q, elem_bytes) == algo ? algo : ConvAlgo::Im2col;
+  // (no forward form: the dispatch runs im2col's gradient whatever the algorithm)
+  if (!backward_input_is_a_forward(p)) return algo;
+  return select_winograd(backward_input_as_forward(p), elem_bytes) == algo ? algo : ConvAlgo::Im2col;
 }
 
 // float32: F(2x2,3x3), whose error matches im2col's (about 6e-7 at C=512); F(4x4,3x3)'s larger

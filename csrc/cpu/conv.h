@@ -47,8 +47,11 @@ void pad_planes_f32(const ConvParams& p, const float* x, int64_t planes, float* 
 // and, in a padded input of hp x wp planes, the offset of each row r = (c, ky, kx) of the
 // column matrix relative to its output's tap (0, 0, 0).
 std::vector<int64_t> col_row_offsets(const ConvParams& p, int64_t hp, int64_t wp);
-// float32 im2col backward-input as that forward over dY (stride 1, padding within the kernel).
-bool backward_input_is_a_forward(const ConvParams& p);
+// W' of the input gradient as a forward (backward_input_as_forward in common/conv_params.h):
+// turned[g*C/groups + c][k][t] = w[g*K/groups + k][c][taps - 1 - t], threaded.
+template <typename T>
+void turn_weights(const ConvParams& p, const T* w, T* turned);
+// float32 im2col backward-input as that forward over dY (backward_input_is_a_forward).
 void conv2d_backward_input_implicit_f32(const ConvParams& p, const float* dy, const float* w,
                                         float* dx);
 // float32 im2col backward-weight as one implicit GEMM whose K runs over the whole batch.

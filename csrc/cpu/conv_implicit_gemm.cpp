@@ -260,43 +260,34 @@ void conv2d_forward_implicit_f32(const ConvParams& p, const float* x, const floa
 
 namespace convcore::cpu {
 
-// With stride 1, the input gradient is itself a convolution: dX = conv(dY, W') over dY padded by
-// (dilated kernel extent - 1 - pad) on each side, where W'[c][k] is W[k][c] turned by 180
-// degrees (per group). That padding must not be negative: every pad <= dil * (kernel - 1); and
-// the outputs must cover the input exactly (a transposed conv's params may carry extra rows from
-// output_padding that no output reads: their gradient is zero, which this form does not write).
-bool backward_input_is_a_forward(const ConvParams& p) {
-  const int64_t eh = p.dil_h * (p.kh - 1), ew = p.dil_w * (p.kw - 1);
-  return p.stride_h == 1 && p.stride_w == 1 && p.pad_top <= eh && p.pad_bottom <= eh &&
-         p.pad_left <= ew && p.pad_right <= ew && p.out_h == p.h + p.pad_top + p.pad_bottom - eh &&
-         p.out_w == p.w + p.pad_left + p.pad_right - ew;
+template <typename T>
+void turn_weights(const ConvParams& p, const T* w, T* turned) {
+  const int64_t kpg = p.k_per_group(), cpg = p.c_per_group(), taps = p.kh * p.kw;
+#pragma omp parallel for schedule(static) num_threads(num_threads())
+  for (int64_t gc = 0; gc < p.c; ++gc) {
+    const int64_t g = gc / cpg, c = gc % cpg;
+    for (int64_t k = 0; k < kpg; ++k) {
+      const T* src = w + ((g * kpg + k) * cpg + c) * taps;
+      T* dst = turned + (gc * kpg + k) * taps;
+      for (int64_t t = 0; t < taps; ++t) dst[t] = src[taps - 1 - t];
+    }
+  }
 }
+
+template void turn_weights<float>(const ConvParams&, const float*, float*);
+template void turn_weights<double>(const ConvParams&, const double*, double*);
 
 void conv2d_backward_input_implicit_f32(const ConvParams& p, const float* dy, const float* w,
                                         float* dx) {
-  CC_ASSERT(backward_input_is_a_forward(p));
-  const int64_t eh = p.dil_h * (p.kh - 1), ew = p.dil_w * (p.kw - 1);
-  const int64_t kpg = p.k_per_group(), cpg = p.c_per_group(), taps = p.kh * p.kw;
-  const ConvParams q = make_conv_params(
-      "conv2d_backward", {p.n, p.k, p.out_h, p.out_w}, {p.c, kpg, p.kh, p.kw}, {1, 1},
-      {eh - p.pad_top, eh - p.pad_bottom, ew - p.pad_left, ew - p.pad_right}, {p.dil_h, p.dil_w},
-      p.groups);
-  CC_ASSERT(q.out_h == p.h && q.out_w == p.w);
+  const ConvParams q = backward_input_as_forward(p);
   if (q.n * q.out_h * q.out_w == 0 || q.k == 0) return;
   if (broadcast_conv_wins(q))  // packs its kernel straight from w, turned (conv_broadcast.h)
     return conv2d_forward_broadcast_f32(q, dy, w, nullptr, dx, q.macs() < 2e5 ? 1 : num_threads(),
                                         /*turned=*/true);
   // (a scratch buffer, filled by all threads: for NIN's conv4_1024 these are 14 MB per call)
-  const ScratchFloats turned(ScratchSlot::TurnedWeights, static_cast<size_t>(p.c * kpg * taps));
-#pragma omp parallel for schedule(static) num_threads(num_threads())
-  for (int64_t gc = 0; gc < p.c; ++gc) {
-    const int64_t g = gc / cpg, c = gc % cpg;
-    for (int64_t k = 0; k < kpg; ++k) {
-      const float* src = w + ((g * kpg + k) * cpg + c) * taps;
-      float* dst = turned.get() + (gc * kpg + k) * taps;
-      for (int64_t t = 0; t < taps; ++t) dst[t] = src[taps - 1 - t];
-    }
-  }
+  const ScratchFloats turned(ScratchSlot::TurnedWeights,
+                             static_cast<size_t>(p.c * p.k_per_group() * p.kh * p.kw));
+  turn_weights(p, w, turned.get());
   conv2d_forward_implicit_f32(q, dy, turned.get(), nullptr, dx);
 }
 

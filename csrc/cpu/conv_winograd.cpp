@@ -360,20 +360,12 @@ void conv2d_forward_winograd(int tile_m, const ConvParams& p, const T* x, const 
 
 template <typename T>
 void conv2d_backward_input_winograd(int tile_m, const ConvParams& p, const T* dy, const T* w, T* dx) {
-  CC_ASSERT(backward_input_is_a_forward(p));
-  // dX = conv(dY, W') with W'[c][k] = W[k][c] turned by 180 degrees, over dY padded by
-  // kernel - 1 - pad (backward_input_is_a_forward in cpu/conv.h): a stride-1 convolution
-  const int64_t eh = p.kh - 1, ew = p.kw - 1, taps = p.kh * p.kw;
-  const ConvParams q = make_conv_params(
-      "conv2d_backward", {p.n, p.k, p.out_h, p.out_w}, {p.c, p.k, p.kh, p.kw}, {1, 1},
-      {eh - p.pad_top, eh - p.pad_bottom, ew - p.pad_left, ew - p.pad_right}, {1, 1}, 1);
-  CC_ASSERT(q.out_h == p.h && q.out_w == p.w);
+  // dX = conv(dY, W'), W' = W turned by 180 degrees with its channel axes swapped, over dY padded
+  // by kernel - 1 - pad: a stride-1 convolution (common/conv_params.h)
+  const ConvParams q = backward_input_as_forward(p);
+  const int64_t taps = p.kh * p.kw;
   auto run = [&](T* turned) {
-#pragma omp parallel for schedule(static) num_threads(num_threads())
-    for (int64_t c = 0; c < p.c; ++c)
-      for (int64_t k = 0; k < p.k; ++k)
-        for (int64_t t = 0; t < taps; ++t)
-          turned[(c * p.k + k) * taps + t] = w[(k * p.c + c) * taps + taps - 1 - t];
+    turn_weights(p, w, turned);
     conv2d_forward_winograd<T>(tile_m, q, dy, turned, nullptr, dx);
   };
   if constexpr (std::is_same_v<T, float>) {

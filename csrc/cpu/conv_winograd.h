@@ -21,7 +21,7 @@ void conv2d_forward_winograd(int tile_m, const ConvParams& p, const T* x, const 
                              T* y);
 
 // The input gradient of a convolution Winograd supports, where it is a stride-1 forward over dY
-// (backward_input_is_a_forward: every pad <= kernel - 1): that forward, with the same tile.
+// (backward_input_is_a_forward, common/conv_params.h): that forward, with the same tile.
 template <typename T>
 void conv2d_backward_input_winograd(int tile_m, const ConvParams& p, const T* dy, const T* w, T* dx);
 
