@@ -87,14 +87,13 @@ namespace {
 // interleaved medians on 1 and 2 threads) while staying within the error bound documented there;
 // Im2col means "not here".
 ConvAlgo select_winograd(const ConvParams& p, int64_t elem_bytes) {
-  const bool applies = p.stride_h == 1 && p.stride_w == 1 && p.dil_h == 1 && p.dil_w == 1 &&
-                       p.groups == 1 && p.kh == p.kw && (p.kh == 3 || p.kh == 5);
-  if (!applies) return ConvAlgo::Im2col;
-  // 5x5 (float32 only: four 3x3 sub-kernels, 1.56x fewer multiplies than direct) was 1.05-1.2x
-  // faster than im2col from 64 channels on 28+ pixel maps (NIN's conv2, 53x53 96 -> 256: 1.09x
-  // on 2 threads, 1.2x on one; fwd and dx alike), even at 32 channels; 7x7 (nine sub-kernels,
-  // 1.36x fewer) only 1.02-1.05x, left to im2col.
-  if (p.kh == 5 && elem_bytes == 8) return ConvAlgo::Im2col;
+  // 5x5 runs as four 3x3 sub-kernels (float32 only: winograd_supports), 1.56x fewer multiplies
+  // than direct: 1.05-1.2x faster than im2col from 64 channels on 28+ pixel maps (NIN's conv2,
+  // 53x53 96 -> 256: 1.09x on 2 threads, 1.2x on one; fwd and dx alike), even at 32 channels;
+  // 7x7 (nine sub-kernels, 1.36x fewer) only 1.02-1.05x, left to im2col.
+  if (p.kh != p.kw || (p.kh != 3 && p.kh != 5) ||
+      !winograd_supports(winograd_default_tile(elem_bytes), p, elem_bytes))
+    return ConvAlgo::Im2col;
   // float64: F(4x4,3x3) (error <= 3.5e-14) was 1.6-5.1x faster on every 3x3 row from C=16 up
   // (book.conv2..6, r50.3x3.*), slower only at C=1 (book.conv1, 0.72x).
   if (elem_bytes == 8) return p.c >= 16 ? ConvAlgo::WinogradF4 : ConvAlgo::Im2col;
