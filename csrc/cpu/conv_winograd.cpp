@@ -323,7 +323,7 @@ bool winograd_weight_grad_wins(const ConvParams& p) {
 template <typename T>
 void conv2d_backward_weight_winograd(int tile_m, const ConvParams& p, const T* dy, const T* x, T* dw) {
   if constexpr (std::is_same_v<T, float>) {
-    if (tile_m == 2 && p.kh == 3 && p.kw == 3 && winograd_weight_grad_wins(p)) {
+    if (tile_m == 2 && winograd_weight_grad_wins(p)) {  // (3x3 kernels only)
       switch (active_isa()) {
         case Isa::Avx512: return avx512::winograd_f2_backward_weight_f32(p, dy, x, dw, num_threads());
         case Isa::Avx2: return avx2::winograd_f2_backward_weight_f32(p, dy, x, dw, num_threads());
