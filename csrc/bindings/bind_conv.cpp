@@ -13,6 +13,7 @@
 #include "cpu/conv.h"
 #include "cpu/im2col.h"
 #include "cpu/parallel.h"
+#include "cpu/prepared_weights.h"
 
 namespace convcore::bind {
 namespace {
@@ -31,6 +32,24 @@ void check_bias(const OptArray& bias, DType dtype, int64_t channels, const std::
                  channels, ",), got ", shape_str(*bias));
 }
 
+// convcore.FrozenWeights' native half: the snapshot array (kept alive here; its data is the
+// source every prepared form derives from) and its forms (cpu/prepared_weights.h).
+struct FrozenHandle {
+  explicit FrozenHandle(const py::array& w) : weights(w), prepared(w.data()) {}
+  py::array weights;
+  cpu::PreparedWeights prepared;
+};
+
+// The prepared forms a call may use: nullptr without a handle, and for float64 (no float64
+// kernel keeps forms). A handle must come with its own weights.
+cpu::PreparedWeights* prepared_for(FrozenHandle* handle, const py::array& w, DType dtype,
+                                   const std::string& op) {
+  if (!handle) return nullptr;
+  CC_CHECK_VALUE(handle->weights.data() == w.data(), op,
+                 ": prepared belongs to another weight array than w");
+  return dtype == DType::F32 ? &handle->prepared : nullptr;
+}
+
 void check_grad_shape(const py::array& dy, const std::vector<int64_t>& want, const std::string& op) {
   CC_CHECK_VALUE(shape_of(dy) == want, op, ": dy has shape ", shape_str(dy),
                  " but the forward output has shape ", convcore::shape_str(want));
@@ -38,18 +57,21 @@ void check_grad_shape(const py::array& dy, const std::vector<int64_t>& want, con
 
 py::array conv2d_forward(const py::array& x, const py::array& w, const OptArray& bias, Pair stride,
                          Pad4 padding, Pair dilation, int64_t groups, const std::string& algo_name,
-                         const std::string& op) {
+                         const std::string& op, FrozenHandle* frozen) {
   DType dtype = check_float_array(x, op, "x", 4);
   check_float_array(w, op, "w", 4);
   check_same_dtype(w, dtype, op, "w", "x");
   ConvParams p = make_conv_params(op, shape4(x), shape4(w), stride, padding, dilation, groups);
   check_bias(bias, dtype, p.k, op);
-  ConvAlgo algo = parse_conv_algo(algo_name, p, op, dtype == DType::F32 ? 4 : 8, cpu::num_threads());
+  cpu::PreparedWeights* prepared = prepared_for(frozen, w, dtype, op);
+  ConvAlgo algo = parse_conv_algo(algo_name, p, op, dtype == DType::F32 ? 4 : 8, cpu::num_threads(),
+                                  prepared != nullptr);
   py::array y = new_array(dtype, {p.n, p.k, p.out_h, p.out_w});
   with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     const T* b = bias ? cdata<T>(*bias) : nullptr;
     run_interruptible(conv_work(p), [&] {
+      const cpu::PreparedWeightsScope scope(prepared);
       cpu::conv2d_forward<T>(algo, p, cdata<T>(x), cdata<T>(w), b, mdata<T>(y));
     });
   });
@@ -58,7 +80,8 @@ py::array conv2d_forward(const py::array& x, const py::array& w, const OptArray&
 
 py::tuple conv2d_backward(const py::array& dy, const py::array& x, const py::array& w, Pair stride,
                           Pad4 padding, Pair dilation, int64_t groups, bool need_x, bool need_w,
-                          bool need_b, const std::string& algo_name, const std::string& op) {
+                          bool need_b, const std::string& algo_name, const std::string& op,
+                          FrozenHandle* frozen) {
   DType dtype = check_float_array(x, op, "x", 4);
   check_float_array(w, op, "w", 4);
   check_same_dtype(w, dtype, op, "w", "x");
@@ -66,9 +89,13 @@ py::tuple conv2d_backward(const py::array& dy, const py::array& x, const py::arr
   check_same_dtype(dy, dtype, op, "dy", "x");
   ConvParams p = make_conv_params(op, shape4(x), shape4(w), stride, padding, dilation, groups);
   check_grad_shape(dy, {p.n, p.k, p.out_h, p.out_w}, op);
-  ConvAlgo algo = parse_conv_algo(algo_name, p, op, dtype == DType::F32 ? 4 : 8, cpu::num_threads());
+  cpu::PreparedWeights* prepared = prepared_for(frozen, w, dtype, op);
+  const int64_t elem_bytes = dtype == DType::F32 ? 4 : 8;
+  ConvAlgo algo = parse_conv_algo(algo_name, p, op, elem_bytes, cpu::num_threads(),
+                                  prepared != nullptr);
   const ConvAlgo algo_x = algo_name == "auto" ? select_conv_backward_input_algo(
-                                                    p, dtype == DType::F32 ? 4 : 8, cpu::num_threads())
+                                                    p, elem_bytes, cpu::num_threads(),
+                                                    prepared != nullptr)
                                               : algo;
   py::object dx = py::none(), dw = py::none(), db = py::none();
   with_dtype(dtype, [&](auto tag) {
@@ -78,6 +105,7 @@ py::tuple conv2d_backward(const py::array& dy, const py::array& x, const py::arr
     if (need_w) dw_arr = new_array(dtype, shape_of(w));
     if (need_b) db_arr = new_array(dtype, {p.k});
     run_interruptible(conv_work(p), [&] {
+      const cpu::PreparedWeightsScope scope(prepared);
       if (need_x) cpu::conv2d_backward_input<T>(algo_x, p, cdata<T>(dy), cdata<T>(w), mdata<T>(dx_arr));
       if (need_w) cpu::conv2d_backward_weight<T>(algo, p, cdata<T>(dy), cdata<T>(x), mdata<T>(dw_arr));
       if (need_b) cpu::conv2d_backward_bias<T>(p, cdata<T>(dy), mdata<T>(db_arr));
@@ -218,11 +246,24 @@ py::array col2im(const py::array& col, Shape4 x_shape, int64_t kh, int64_t kw, P
 void register_conv(py::module_& m) {
   using namespace pybind11::literals;
   // `op` names the public function in error messages (conv1d runs through these as well).
+  py::class_<FrozenHandle>(m, "PreparedWeights",
+                           "The prepared forms of frozen weights (convcore.FrozenWeights' native "
+                           "half): built on first use, kept until this object goes")
+      .def(py::init([](const py::array& w) {
+             const std::string op = "PreparedWeights";
+             check_float_array(w, op, "w", 4);
+             CC_CHECK_VALUE(w.flags() & py::array::c_style, op, ": w must be C-contiguous");
+             return std::make_unique<FrozenHandle>(w);
+           }), "w"_a)
+      .def_property_readonly("nbytes", [](const FrozenHandle& h) { return h.prepared.bytes(); },
+                             "bytes held by the forms built so far")
+      .def_property_readonly("forms", [](const FrozenHandle& h) { return h.prepared.count(); },
+                             "how many forms have been built");
   m.def("conv2d_forward", &conv2d_forward, "x"_a, "w"_a, "bias"_a, "stride"_a, "padding"_a,
-        "dilation"_a, "groups"_a, "algo"_a, "op"_a = "conv2d");
+        "dilation"_a, "groups"_a, "algo"_a, "op"_a = "conv2d", "prepared"_a = nullptr);
   m.def("conv2d_backward", &conv2d_backward, "dy"_a, "x"_a, "w"_a, "stride"_a, "padding"_a,
         "dilation"_a, "groups"_a, "need_x"_a, "need_w"_a, "need_b"_a, "algo"_a,
-        "op"_a = "conv2d_backward");
+        "op"_a = "conv2d_backward", "prepared"_a = nullptr);
   m.def("conv_transpose2d_forward", &conv_transpose2d_forward, "x"_a, "w"_a, "bias"_a, "stride"_a,
         "padding"_a, "output_padding"_a, "dilation"_a, "groups"_a, "algo"_a);
   m.def("conv_transpose2d_backward", &conv_transpose2d_backward, "dy"_a, "x"_a, "w"_a, "stride"_a,

@@ -83,10 +83,16 @@ int64_t conv_workspace_bytes(ConvAlgo algo, const ConvParams& p, int64_t elem_by
 }
 
 namespace {
+// With prepared (frozen) weights the kernels' transform is paid once, not per call, and Winograd
+// wins on smaller maps: one image, 2 threads, forward / input gradient, im2col-or-broadcast vs
+// Winograd with prepared weights: NIN's conv4_1024 (12x12, 384 -> 1024, 36 tiles) 6.2 / 6.9 ->
+// 5.0 / 4.9 ms, (14x14, 256 -> 256, 49 tiles) 1.29 / 1.37 -> 0.75 / 0.80 ms; lost at 16 tiles
+// (7x7 with 128 or 512 channels: 0.12 -> 0.19, 2.0 -> 3.6 ms).
+constexpr int64_t kPreparedMinTiles = 32;
 // Where Winograd beats im2col+GEMM on this project's measurements (bench/RESULTS.md, "Winograd",
 // interleaved medians on 1 and 2 threads) while staying within the error bound documented there;
 // Im2col means "not here".
-ConvAlgo select_winograd(const ConvParams& p, int64_t elem_bytes) {
+ConvAlgo select_winograd(const ConvParams& p, int64_t elem_bytes, bool weights_prepared) {
   // 5x5 runs as four 3x3 sub-kernels (float32 only: winograd_supports), 1.56x fewer multiplies
   // than direct: 1.05-1.2x faster than im2col from 64 channels on 28+ pixel maps (NIN's conv2,
   // 53x53 96 -> 256: 1.09x on 2 threads, 1.2x on one; fwd and dx alike), even at 32 channels;
@@ -108,14 +114,15 @@ ConvAlgo select_winograd(const ConvParams& p, int64_t elem_bytes) {
   // tiles, 0.84-0.89x: the kernels' transform is not repaid). 5x5 (four sub-kernels) from 64
   // channels on maps 24+ wide.
   const int64_t tiles = p.n * ((p.out_h + 1) / 2) * ((p.out_w + 1) / 2);
-  if (tiles < 128 || p.k < 64) return ConvAlgo::Im2col;
+  if (tiles < (weights_prepared ? kPreparedMinTiles : 128) || p.k < 64) return ConvAlgo::Im2col;
   if (p.kh == 3 && p.c >= 32) return ConvAlgo::WinogradF2;
   if (p.kh == 5 && p.c >= 64 && p.out_w >= 24) return ConvAlgo::WinogradF2;
   return ConvAlgo::Im2col;
 }
 }  // namespace
 
-ConvAlgo select_conv_algo(const ConvParams& p, int64_t elem_bytes, int threads) {
+ConvAlgo select_conv_algo(const ConvParams& p, int64_t elem_bytes, int threads,
+                          bool weights_prepared) {
   if (p.is_depthwise()) return ConvAlgo::Depthwise;
   // im2col+GEMM (for float32 the implicit GEMM of cpu/conv_implicit_gemm.cpp) wins once each
   // output reuses enough inputs for the GEMM's blocking to pay off: bench row book.conv1
@@ -125,19 +132,22 @@ ConvAlgo select_conv_algo(const ConvParams& p, int64_t elem_bytes, int threads) 
   // Over the workspace limit, direct convolution computes the same thing with no buffer.
   if (conv_workspace_bytes(ConvAlgo::Im2col, p, elem_bytes, threads) > max_workspace_bytes())
     return ConvAlgo::Direct;
-  const ConvAlgo winograd = select_winograd(p, elem_bytes);
+  const ConvAlgo winograd = select_winograd(p, elem_bytes, weights_prepared);
   if (winograd != ConvAlgo::Im2col &&
       conv_workspace_bytes(winograd, p, elem_bytes, threads) <= max_workspace_bytes())
     return winograd;
   return ConvAlgo::Im2col;
 }
 
-ConvAlgo select_conv_backward_input_algo(const ConvParams& p, int64_t elem_bytes, int threads) {
-  const ConvAlgo algo = select_conv_algo(p, elem_bytes, threads);
+ConvAlgo select_conv_backward_input_algo(const ConvParams& p, int64_t elem_bytes, int threads,
+                                         bool weights_prepared) {
+  const ConvAlgo algo = select_conv_algo(p, elem_bytes, threads, weights_prepared);
   if (algo != ConvAlgo::WinogradF2 && algo != ConvAlgo::WinogradF4) return algo;
   // (no forward form: the dispatch runs im2col's gradient whatever the algorithm)
   if (!backward_input_is_a_forward(p)) return algo;
-  return select_winograd(backward_input_as_forward(p), elem_bytes) == algo ? algo : ConvAlgo::Im2col;
+  return select_winograd(backward_input_as_forward(p), elem_bytes, weights_prepared) == algo
+             ? algo
+             : ConvAlgo::Im2col;
 }
 
 // float32: F(2x2,3x3), whose error matches im2col's (about 6e-7 at C=512); F(4x4,3x3)'s larger
@@ -155,8 +165,8 @@ ConvAlgo winograd_default_tile(int64_t elem_bytes) {
 }
 
 ConvAlgo parse_conv_algo(const std::string& name, const ConvParams& p, const std::string& op,
-                         int64_t elem_bytes, int threads) {
-  if (name == "auto") return select_conv_algo(p, elem_bytes, threads);
+                         int64_t elem_bytes, int threads, bool weights_prepared) {
+  if (name == "auto") return select_conv_algo(p, elem_bytes, threads, weights_prepared);
   if (name == "im2col") {
     const int64_t need = conv_workspace_bytes(ConvAlgo::Im2col, p, elem_bytes, threads);
     if (need > max_workspace_bytes())

@@ -18,15 +18,19 @@ enum class ConvAlgo {
 
 // elem_bytes: 4 (float32) or 8 (float64); threads: the thread count the kernels will use.
 // Picks the fastest algorithm whose workspace fits within max_workspace_bytes().
-ConvAlgo select_conv_algo(const ConvParams& p, int64_t elem_bytes = 4, int threads = 1);
+// weights_prepared: the call brings frozen weights whose prepared forms are kept across calls
+// (cpu/prepared_weights.h), so work done on the weights alone is not paid per call.
+ConvAlgo select_conv_algo(const ConvParams& p, int64_t elem_bytes = 4, int threads = 1,
+                          bool weights_prepared = false);
 // What "auto" runs for the input gradient: select_conv_algo's choice, except that Winograd (whose
 // input gradient is a Winograd forward over dY, C and K swapped) stays only where that forward
 // would be chosen itself; else im2col.
-ConvAlgo select_conv_backward_input_algo(const ConvParams& p, int64_t elem_bytes = 4, int threads = 1);
+ConvAlgo select_conv_backward_input_algo(const ConvParams& p, int64_t elem_bytes = 4, int threads = 1,
+                                         bool weights_prepared = false);
 // "auto" -> select_conv_algo; unknown names and algorithms that cannot run p -> ValueError;
 // an explicit algorithm whose workspace exceeds the limit -> MemoryError.
 ConvAlgo parse_conv_algo(const std::string& name, const ConvParams& p, const std::string& op,
-                         int64_t elem_bytes = 4, int threads = 1);
+                         int64_t elem_bytes = 4, int threads = 1, bool weights_prepared = false);
 
 // Bytes of temporary memory an algorithm allocates for one call (forward or either backward,
 // whichever needs most).

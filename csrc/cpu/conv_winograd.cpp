@@ -16,6 +16,7 @@
 #include <exception>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -27,6 +28,7 @@
 #include <omp.h>
 #include "cpu/gemm/ukernel.h"
 #include "cpu/parallel.h"
+#include "cpu/prepared_weights.h"
 #include "cpu/scratch.h"
 
 namespace convcore::cpu {
@@ -369,8 +371,15 @@ void conv2d_backward_input_winograd(int tile_m, const ConvParams& p, const T* dy
     conv2d_forward_winograd<T>(tile_m, q, dy, turned, nullptr, dx);
   };
   if constexpr (std::is_same_v<T, float>) {
+    const size_t floats = static_cast<size_t>(p.c * p.k * taps);
+    // frozen weights: the turned kernel is kept, and so (keyed by it) its transformed form
+    const float* kept = prepared_form(w, "turned", floats, [&](float* dst) { turn_weights(p, w, dst); });
+    if (kept) {
+      conv2d_forward_winograd<T>(tile_m, q, dy, kept, nullptr, dx);
+      return;
+    }
     // the calling thread's buffer: for 512 x 512 channels of 3x3 these are 9 MB per call
-    const ScratchFloats turned(ScratchSlot::TurnedWeights, static_cast<size_t>(p.c * p.k * taps));
+    const ScratchFloats turned(ScratchSlot::TurnedWeights, floats);
     run(turned.get());
   } else {
     std::unique_ptr<T[]> turned(new T[size_t(p.c * p.k * taps)]);

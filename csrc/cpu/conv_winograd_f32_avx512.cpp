@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include <omp.h>
@@ -14,6 +16,7 @@
 #include "cpu/gemm/gemm.h"
 #include "cpu/gemm/ukernel.h"
 #include "cpu/parallel.h"
+#include "cpu/prepared_weights.h"
 #include "cpu/scratch.h"
 
 namespace convcore::cpu::avx512 {

@@ -7,6 +7,7 @@ See README.md for the tour and ARCHITECTURE.md for how a call reaches a kernel.
 """
 from . import _cpu
 from . import functional
+from ._frozen import FrozenWeights  # weights that never change: prepared forms kept across calls
 from ._args import as_int
 from . import data, init, layers, models, optim  # book-style layers, networks, training
 from ._summary import summary  # per-layer shapes, parameters, multiply-adds, memory, receptive field
@@ -49,5 +50,5 @@ def backends():
     return info
 
 
-__all__ = ["functional", "layers", "models", "optim", "init", "data", "set_num_threads",
+__all__ = ["functional", "FrozenWeights", "layers", "models", "optim", "init", "data", "set_num_threads",
            "get_num_threads", "set_max_workspace", "get_max_workspace", "backends", "summary", "__version__"]

@@ -8,13 +8,14 @@ from . import _cpu
 from ._gpu import native
 from ._args import (as_array, as_int, check_ndim, need_flags, padding1d, padding4, pair, shape4,
                     single)
+from ._frozen import FrozenWeights, unfreeze
 from ._separable import *  # noqa: F401,F403  (depthwise, separable, sepconv2d_1d, rank1_factor)
 from ._separable import __all__ as _separable_all
 
 __all__ = [
     "conv2d", "conv2d_backward", "conv1d", "conv1d_backward",
     "conv_transpose2d", "conv_transpose2d_backward",
-    "im2col", "col2im", "select_algo",
+    "im2col", "col2im", "select_algo", "FrozenWeights",
 ] + _separable_all
 
 from ._pooling import *  # noqa: E402,F401,F403  (the pooling family, re-exported)
@@ -32,6 +33,7 @@ __all__ += _local_all
 
 def _conv_args(x, w, stride, padding, dilation, groups, op):
     x = as_array(x, op, "x")
+    w, _ = unfreeze(w)
     w = as_array(w, op, "w")
     check_ndim(x, 4, op, "x", "(N, C, H, W)")
     check_ndim(w, 4, op, "w", "(K, C/groups, kh, kw)")
@@ -50,7 +52,8 @@ def _check_algo(algo, op):
 def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, *, algo="auto"):
     """2-D convolution (cross-correlation, as in PyTorch).
 
-    x: (N, C, H, W); w: (K, C/groups, kh, kw); bias: (K,) or None.
+    x: (N, C, H, W); w: (K, C/groups, kh, kw), or a FrozenWeights snapshot of such an array
+    (its prepared forms are kept across calls: convcore/_frozen.py); bias: (K,) or None.
     padding: int, (ph, pw), (top, bottom, left, right), "same" or "valid".
     algo: "auto", "direct", "im2col", "depthwise" (groups == C), "winograd_2x2" / "winograd_4x4"
     (stride 1, dilation 1, groups 1; a 3x3 kernel, or in float32 with winograd_2x2 any kernel as
@@ -64,9 +67,11 @@ def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, *, algo="
 
 def _conv2d(x, w, bias, stride, padding, dilation, groups, algo, op):
     """conv2d, with errors naming `op` (conv1d runs through here over (N, C, 1, L))."""
+    prepared = _prepared(w)
     x, w, stride, pad, dilation, groups = _conv_args(x, w, stride, padding, dilation, groups, op)
     b = None if bias is None else as_array(bias, op, "bias")
-    return native(x).conv2d_forward(x, w, b, stride, pad, dilation, groups, _check_algo(algo, op), op)
+    return native(x).conv2d_forward(x, w, b, stride, pad, dilation, groups, _check_algo(algo, op), op,
+                                    **prepared)
 
 
 def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, *,
@@ -77,11 +82,18 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, *,
 
 
 def _conv2d_backward(dy, x, w, stride, padding, dilation, groups, need, algo, op):
+    prepared = _prepared(w)
     x, w, stride, pad, dilation, groups = _conv_args(x, w, stride, padding, dilation, groups, op)
     dy = as_array(dy, op, "dy")
     nx, nw, nb = need_flags(need, ("x", "w", "b"), op)
     return native(x).conv2d_backward(dy, x, w, stride, pad, dilation, groups, nx, nw, nb,
-                                _check_algo(algo, op), op)
+                                     _check_algo(algo, op), op, **prepared)
+
+
+def _prepared(w):
+    """The keyword that hands a FrozenWeights' prepared forms to the CPU binding (none else)."""
+    _, handle = unfreeze(w)
+    return {} if handle is None else {"prepared": handle}
 
 
 def select_algo(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):

@@ -13,6 +13,7 @@
 // its K block in order from p = 0, so every element of C goes through the same operations for any
 // m/n partition: results are the same for any thread count and any MC/NC.
 #include <omp.h>
+#include <xmmintrin.h>  // SSE (baseline x86-64): the 4x4 transposes of the packers
 
 #include <algorithm>
 #include <cstdlib>
@@ -96,6 +97,37 @@ thread_local PackBuffer t_a_pack, t_b_pack;
 
 }  // namespace
 
+namespace {
+
+// dst[p * width + r] = src[r * ld + p] for r < rows, p < kb: `rows` rows of a row-major
+// matrix, transposed into a micro-panel whose steps p are `width` floats apart. Groups of four
+// rows go through 4x4 SSE transposes (four row loads, four stores); element by element, the
+// scattered stores had cost as much as the multiplies on long, thin products such as a Gram
+// matrix F F^T of a 96 x 11449 feature map.
+void transpose_rows_into_panel(const float* src, int64_t ld, int64_t rows, int64_t kb, int width,
+                               float* dst) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const float* s0 = src + r * ld;
+    int64_t p = 0;
+    for (; p + 4 <= kb; p += 4) {
+      __m128 row0 = _mm_loadu_ps(s0 + p), row1 = _mm_loadu_ps(s0 + ld + p);
+      __m128 row2 = _mm_loadu_ps(s0 + 2 * ld + p), row3 = _mm_loadu_ps(s0 + 3 * ld + p);
+      _MM_TRANSPOSE4_PS(row0, row1, row2, row3);
+      _mm_storeu_ps(dst + p * width + r, row0);
+      _mm_storeu_ps(dst + (p + 1) * width + r, row1);
+      _mm_storeu_ps(dst + (p + 2) * width + r, row2);
+      _mm_storeu_ps(dst + (p + 3) * width + r, row3);
+    }
+    for (; p < kb; ++p)
+      for (int64_t q = 0; q < 4; ++q) dst[p * width + r + q] = s0[q * ld + p];
+  }
+  for (; r < rows; ++r)
+    for (int64_t p = 0; p < kb; ++p) dst[p * width + r] = src[r * ld + p];
+}
+
+}  // namespace
+
 void gemm_pack_a(bool trans_a, const float* a, int64_t lda, int64_t mb, int64_t kb, int mr,
             float* dst) {
   for (int64_t i0 = 0; i0 < mb; i0 += mr, dst += mr * kb) {
@@ -107,11 +139,8 @@ void gemm_pack_a(bool trans_a, const float* a, int64_t lda, int64_t mb, int64_t 
         for (int64_t r = 0; r < rows; ++r) d[r] = src[r];
         for (int64_t r = rows; r < mr; ++r) d[r] = 0.0f;
       }
-    } else {  // read each row contiguously, scatter with stride mr (the panel sits in L1)
-      for (int64_t r = 0; r < rows; ++r) {
-        const float* src = a + (i0 + r) * lda;
-        for (int64_t p = 0; p < kb; ++p) dst[p * mr + r] = src[p];
-      }
+    } else {  // rows of A become the panel's columns
+      transpose_rows_into_panel(a + i0 * lda, lda, rows, kb, mr, dst);
       for (int64_t r = rows; r < mr; ++r)
         for (int64_t p = 0; p < kb; ++p) dst[p * mr + r] = 0.0f;
     }
@@ -133,11 +162,8 @@ void pack_b(bool trans_b, const float* b, int64_t ldb, int64_t kb, int64_t nb, i
         std::memcpy(d, src, sizeof(float) * cols);
         for (int64_t j = cols; j < nr; ++j) d[j] = 0.0f;
       }
-    } else {  // B stored n x k
-      for (int64_t j = 0; j < cols; ++j) {
-        const float* src = b + (j0 + j) * ldb;
-        for (int64_t p = 0; p < kb; ++p) dst[p * nr + j] = src[p];
-      }
+    } else {  // B stored n x k: its rows become the panel's columns
+      transpose_rows_into_panel(b + j0 * ldb, ldb, cols, kb, nr, dst);
       for (int64_t j = cols; j < nr; ++j)
         for (int64_t p = 0; p < kb; ++p) dst[p * nr + j] = 0.0f;
     }

@@ -30,6 +30,7 @@ import os
 import numpy as np
 
 from .. import functional as F
+from .._frozen import FrozenWeights
 from ..init import he_normal
 from ..layers import _is_float_ndarray
 
@@ -116,7 +117,12 @@ FEATURE_NETS = {
 
 class FeatureNet:
     """A sequence of conv / relu / average-pool ops with frozen weights `params`
-    ({'<conv>/W', '<conv>/b'}); `preprocess` maps 0..255 RGB pixels to the network's input."""
+    ({'<conv>/W', '<conv>/b'}); `preprocess` maps 0..255 RGB pixels to the network's input.
+
+    The conv weights run as convcore.FrozenWeights snapshots, taken at first use per dtype, so
+    their prepared forms (Winograd-transformed, turned for the input gradient) are built once
+    per run, not per call. Putting a new array into `params` takes effect at the next call;
+    editing one in place does not until `refresh()`."""
 
     def __init__(self, name, spec, params, content_layers, style_layers, preprocess):
         self.name = name
@@ -126,7 +132,25 @@ class FeatureNet:
         self.style_layers = dict(style_layers)
         self.preprocess = preprocess
         self._cache = None
+        self._frozen = {}
         self._check_params()
+
+    def refresh(self):
+        """Drop the weight snapshots (after editing arrays of `params` in place)."""
+        self._frozen = {}
+
+    def _weights(self, name, dtype):
+        """conv `name`'s W in `dtype`: its FrozenWeights snapshot for NumPy arrays (kept while
+        params holds the same array), the array itself for GPU arrays."""
+        W = self.params[name + "/W"]
+        if not isinstance(W, np.ndarray):
+            return W.astype(dtype, copy=False)
+        key = (name, np.dtype(dtype))
+        entry = self._frozen.get(key)
+        if entry is None or entry[0] is not W:
+            entry = (W, FrozenWeights(W.astype(dtype, copy=False)))
+            self._frozen[key] = entry
+        return entry[1]
 
     def _check_params(self):
         for op in self.convs():
@@ -185,7 +209,7 @@ class FeatureNet:
         cache, out = [], {}
         for op in self.spec[:last + 1]:
             if op["op"] == "conv":
-                W = self.params[op["name"] + "/W"].astype(x.dtype, copy=False)
+                W = self._weights(op["name"], x.dtype)
                 b = self.params[op["name"] + "/b"].astype(x.dtype, copy=False)
                 y = F.conv2d(x, W, b, stride=op["stride"], padding=op["pad"])
             elif op["op"] == "relu":  # native and threaded for NumPy arrays; CuPy's own otherwise
@@ -212,7 +236,7 @@ class FeatureNet:
             if dy is None:      # nothing reads this layer or anything after it
                 continue
             if op["op"] == "conv":
-                W = self.params[op["name"] + "/W"].astype(saved.dtype, copy=False)
+                W = self._weights(op["name"], saved.dtype)
                 dy, _, _ = F.conv2d_backward(np.ascontiguousarray(dy), saved, W,
                                              stride=op["stride"], padding=op["pad"],
                                              need=("x",))
