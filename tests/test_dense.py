@@ -27,6 +27,40 @@ def test_relu_forward_backward_match_numpy(rng, case, dtype):
     np.testing.assert_array_equal(dx, np.where(x.astype(np.float64) <= 0, 0.0, dy))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_out_and_in_place(rng, dtype):
+    """out= writes the result into a given array, which may be the input itself."""
+    x = rng.standard_normal((3, 5, 70001 // 15)).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    want_y = F.relu(x)
+    want_dx = F.relu_backward(dy, want_y)
+    out = np.full_like(x, np.nan)
+    assert F.relu(x, out=out) is out
+    np.testing.assert_array_equal(out, want_y)
+    x_copy = x.copy()
+    assert F.relu(x_copy, out=x_copy) is x_copy
+    np.testing.assert_array_equal(x_copy, want_y)
+    dy_copy = dy.copy()
+    assert F.relu_backward(dy_copy, want_y, out=dy_copy) is dy_copy
+    np.testing.assert_array_equal(dy_copy, want_dx)
+
+
+def test_relu_out_bad_input():
+    x = np.ones((4, 5), np.float32)
+    with pytest.raises(ValueError, match="relu: out must have shape"):
+        F.relu(x, out=np.empty((5, 4), np.float32))
+    with pytest.raises(TypeError, match="relu: out has dtype float64 but the input has float32"):
+        F.relu(x, out=np.empty((4, 5), np.float64))
+    with pytest.raises(ValueError, match="relu: out must be C-contiguous"):
+        F.relu(x, out=np.empty((5, 4), np.float32).T)
+    frozen = np.empty((4, 5), np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="relu_backward: out must be C-contiguous and writeable"):
+        F.relu_backward(x, x, out=frozen)
+    with pytest.raises(TypeError, match="relu: out must be a NumPy array"):
+        F.relu(x, out=[0.0] * 20)
+
+
 def test_relu_keeps_nan_like_the_book():
     x = np.array([np.nan, -1.0, 0.0, 2.0, -0.0], np.float32)
     y = F.relu(x)

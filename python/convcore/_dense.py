@@ -13,18 +13,29 @@ from ._args import FLOAT_DTYPES, as_array
 __all__ = ["relu", "relu_backward", "matmul"]
 
 
-def relu(x):
-    """max(x, 0), keeping NaN (the book's `out[x <= 0] = 0`)."""
-    return _cpu.relu_forward(as_array(x, "relu", "x"))
+def relu(x, out=None):
+    """max(x, 0), keeping NaN (the book's `out[x <= 0] = 0`). out: an array to write the
+    result into (same shape and dtype, C-contiguous; x itself for an in-place ReLU)."""
+    x = as_array(x, "relu", "x")
+    return _cpu.relu_forward(x, out=_out(out, "relu"))
 
 
-def relu_backward(dy, y):
-    """Gradient of relu from its OUTPUT y: dy where y > 0 (or NaN), else 0."""
+def relu_backward(dy, y, out=None):
+    """Gradient of relu from its OUTPUT y: dy where y > 0 (or NaN), else 0. out: as in relu
+    (dy itself for an in-place gradient)."""
     y = as_array(y, "relu_backward", "y")
     dy = as_array(dy, "relu_backward", "dy")
     if dy.dtype != y.dtype:
         raise TypeError(f"relu_backward: dy has dtype {dy.dtype} but y has {y.dtype}")
-    return _cpu.relu_backward(dy, y)
+    return _cpu.relu_backward(dy, y, out=_out(out, "relu_backward"))
+
+
+def _out(out, op):
+    """`out` as given (the binding checks its dtype, shape, layout), or None; never a copy,
+    which would leave the caller's array unwritten."""
+    if out is not None and not isinstance(out, np.ndarray):
+        raise TypeError(f"{op}: out must be a NumPy array, got {type(out).__name__}")
+    return out
 
 
 def _operand(m, op, name):

@@ -117,10 +117,22 @@ class Adam:
         lr_t = float(self.lr * np.sqrt(1.0 - self.beta2 ** self.iter)
                      / (1.0 - self.beta1 ** self.iter))
         for key in params:
-            g = grads[key]
-            self.m[key] += (1 - self.beta1) * (g - self.m[key])
-            self.v[key] += (1 - self.beta2) * (g * g - self.v[key])
-            params[key] -= lr_t * self.m[key] / (np.sqrt(self.v[key]) + EPS)
+            g, m, v = grads[key], self.m[key], self.v[key]
+            # the formulas above, operation for operation, with each temporary reused in place
+            # (fresh temporaries of a large parameter cost page faults: image-sized ones in
+            # style transfer took 1.3 ms a step)
+            t = g - m
+            t *= 1 - self.beta1
+            m += t
+            t = np.multiply(g, g, out=t)
+            t -= v
+            t *= 1 - self.beta2
+            v += t
+            denominator = np.sqrt(v, out=t)
+            denominator += EPS
+            step = lr_t * m
+            step /= denominator
+            params[key] -= step
 
 
 OPTIMIZERS = {

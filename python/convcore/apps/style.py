@@ -170,11 +170,14 @@ def _self_product(flat):
     runs in OpenBLAS's own threads, whose spinning after each call fought OpenMP's for the two
     cores (NIN-435 iteration, 2 threads: 214 ms, 169 ms with OpenBLAS held to one thread). The
     product is symmetric, so only the blocks on and above the diagonal are computed (BLAS syrk's
-    saving, which NumPy gets for `a @ a.T`): 10 of 16 blocks at C = 1024."""
+    saving, which NumPy gets for `a @ a.T`): 10 of 16 blocks at C = 1024. That pays only for
+    long rows: copying the mirrored blocks costs C^2 element moves against the 3/8 C^2 HW
+    multiply-adds saved (2 threads: 512 x 784 1.96 -> 1.76 ms, but 512 x 196 0.48 -> 0.57 and
+    NIN's 1024 x 144 1.42 -> 1.97), so maps under 512 positions take the whole product."""
     if not _is_float_ndarray(flat):
         return flat @ flat.T  # CuPy: its own cuBLAS
-    c = flat.shape[0]
-    parts = max(1, c // 256)
+    c, hw = flat.shape
+    parts = max(1, c // 256) if hw >= 512 else 1
     if parts == 1:
         return _matmul(flat, flat.T)
     edges = [c * i // parts for i in range(parts + 1)]

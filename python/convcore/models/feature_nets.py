@@ -213,7 +213,12 @@ class FeatureNet:
                 b = self.params[op["name"] + "/b"].astype(x.dtype, copy=False)
                 y = F.conv2d(x, W, b, stride=op["stride"], padding=op["pad"])
             elif op["op"] == "relu":  # native and threaded for NumPy arrays; CuPy's own otherwise
-                y = F.relu(x) if _is_float_ndarray(x) else np.maximum(x, 0)
+                # in place when x is the previous conv's output and not a tap (VGG's features
+                # are convs before their ReLU): nothing else keeps it
+                in_place = _is_float_ndarray(x) and cache and cache[-1][0]["op"] == "conv" \
+                    and out.get(cache[-1][0]["name"]) is not x
+                y = F.relu(x, out=x if in_place else None) if _is_float_ndarray(x) \
+                    else np.maximum(x, 0)
             else:
                 y = F.avg_pool2d(x, op["k"], stride=op["stride"])
             # relu backward needs only its output; conv and pool need their input
@@ -232,7 +237,12 @@ class FeatureNet:
         for op, saved in reversed(self._cache):
             extra = dfeatures.get(op["name"])
             if extra is not None:
-                dy = extra if dy is None else dy + extra
+                if dy is None:
+                    dy = extra
+                elif _is_float_ndarray(dy) and dy.flags.writeable and dy.dtype == extra.dtype:
+                    dy += extra   # dy is a gradient this backward made: add in place
+                else:
+                    dy = dy + extra
             if dy is None:      # nothing reads this layer or anything after it
                 continue
             if op["op"] == "conv":
@@ -242,7 +252,10 @@ class FeatureNet:
                                              need=("x",))
             elif op["op"] == "relu":
                 if _is_float_ndarray(dy) and _is_float_ndarray(saved) and dy.dtype == saved.dtype:
-                    dy = F.relu_backward(dy, saved)
+                    # dy is this backward's own array (a conv's or pool's gradient, or a sum)
+                    # unless it is the caller's tap gradient itself
+                    own = dy is not extra
+                    dy = F.relu_backward(dy, saved, out=dy if own and dy.flags.writeable else None)
                 else:
                     dy = np.where(saved > 0, dy, dy.dtype.type(0))
             else:
