@@ -239,6 +239,37 @@ def test_threads_give_identical_results(rng, uk):
                 np.testing.assert_array_equal(got, results[0], err_msg=f"{name} threads={t} {m}x{n}x{k}")
 
 
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+def test_gram_equals_the_full_product_bit_for_bit(rng, isa):
+    """_gram (a a^T with only the upper triangle multiplied, the rest mirrored) gives exactly
+    what the GEMM gives for a @ a.T, for any thread count: odd sizes around the band split and
+    the tiles, both sides of the size where it switches to the plain GEMM, K across blocks, and
+    a row-strided view."""
+    if not any(uk[1] == isa and uk[4] for uk in UKERNELS):
+        pytest.skip(f"this CPU lacks {isa}")
+    for m, k in [(1, 5), (7, 300), (95, 40), (127, 1), (128, 33), (131, 300), (300, 7), (517, 129)]:
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        want = _cpu._gemm(a, a, trans_b=True, isa=isa)
+        assert rel_error(want, a.astype(np.float64) @ a.T.astype(np.float64)) < TOL
+        for threads in (1, 2, 3, 5):
+            got = _cpu._gram(a, isa=isa, threads=threads)
+            np.testing.assert_array_equal(got, want, err_msg=f"{isa} {m}x{k} threads={threads}")
+    wide = rng.standard_normal((200, 70)).astype(np.float32)
+    np.testing.assert_array_equal(_cpu._gram(wide[:, :50], isa=isa),
+                                  _cpu._gemm(wide[:, :50], wide[:, :50], trans_b=True, isa=isa))
+
+
+def test_gram_bad_arguments():
+    with pytest.raises(TypeError, match="_gram: a must be float32"):
+        _cpu._gram(np.ones((3, 3)))
+    with pytest.raises(ValueError, match="a must be 2-D"):
+        _cpu._gram(np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        _cpu._gram(np.ones((3, 3), np.float32), threads=0)
+    assert _cpu._gram(np.ones((0, 4), np.float32)).shape == (0, 0)
+    np.testing.assert_array_equal(_cpu._gram(np.ones((3, 0), np.float32)), np.zeros((3, 3)))
+
+
 def test_default_dispatch_follows_active_isa(rng):
     a, b = _operands(rng, 37, 45, 70, False, False)
     want = _ref(a, b, False, False)

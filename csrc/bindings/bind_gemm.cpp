@@ -1,6 +1,7 @@
 // Test/bench bindings of the GEMM core (underscore names: not public API):
 //   _gemm(a, b, c=None, trans_a, trans_b, alpha, beta, isa=None, threads=None, bias=None,
 //         relu=False, ukernel=None) -> C
+//   _gram(a, isa=None, threads=None) -> a a^T (float32; the upper triangle multiplied)
 //   _gemm_ukernels() -> [(name, isa, mr, nr, supported_on_this_cpu)] in manifest order
 //   _fma_peak(isa=None, sample_ms=10, samples=5) -> one core's FMA GFLOP/s, max over samples,
 //     timed with the thread's CPU clock
@@ -128,6 +129,23 @@ py::array gemm(const py::array& a, const py::array& b, OptArray c, bool trans_a,
   return out;
 }
 
+// a a^T for a float32 matrix a (m x k, unit stride along rows): cpu::gram_f32_run.
+py::array gram(const py::array& a, const std::optional<std::string>& isa, std::optional<int> threads) {
+  const std::string op = "_gram";
+  CC_CHECK_TYPE(dtype_of(a, "a") == DType::F32, op, ": a must be float32 (float64: _gemm)");
+  const int64_t lda = matrix_ld(a, DType::F32, "a");
+  const int64_t m = a.shape(0), k = a.shape(1);
+  py::array out = new_array(DType::F32, {m, m});
+  const int nthreads = threads ? *threads : cpu::num_threads();
+  CC_CHECK_VALUE(nthreads >= 1, op, ": threads must be >= 1, got ", nthreads);
+  const cpu::GemmUkernel& uk = pick_ukernel(isa, std::nullopt);
+  const float* a_ptr = static_cast<const float*>(a.data());
+  float* c_ptr = static_cast<float*>(out.mutable_data());
+  py::gil_scoped_release nogil;
+  cpu::gram_f32_run(uk, nthreads, m, k, a_ptr, lda, c_ptr, m);
+  return out;
+}
+
 py::list gemm_ukernels() {
   int count = 0;
   const cpu::GemmUkernel* table = cpu::gemm_ukernels(&count);
@@ -188,6 +206,7 @@ double fma_peak(const std::optional<std::string>& isa, double sample_ms, int sam
 
 void register_gemm(py::module_& m) {
   using namespace pybind11::literals;
+  m.def("_gram", &gram, "a"_a, "isa"_a = py::none(), "threads"_a = py::none());
   m.def("_gemm", &gemm, "a"_a, "b"_a, "c"_a = py::none(), "trans_a"_a = false,
         "trans_b"_a = false, "alpha"_a = 1.0, "beta"_a = 0.0, "isa"_a = py::none(),
         "threads"_a = py::none(), "bias"_a = py::none(), "relu"_a = false,

@@ -75,4 +75,10 @@ void gemm_f32_run(const GemmUkernel& uk, int threads, bool trans_a, bool trans_b
                   int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
                   int64_t ldb, float beta, float* c, int64_t ldc, const float* bias, bool relu);
 
+// C (m x m) = A A^T (A row-major, m x k), a Gram matrix: the triangle on and above the diagonal
+// multiplied, the rest copied from it (gemm_f32.cpp says how and why the results equal
+// gemm_f32_run's).
+void gram_f32_run(const GemmUkernel& uk, int threads, int64_t m, int64_t k, const float* a,
+                  int64_t lda, float* c, int64_t ldc);
+
 }  // namespace convcore::cpu

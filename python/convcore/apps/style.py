@@ -30,6 +30,7 @@ import zlib
 
 import numpy as np
 
+from .. import _cpu
 from ..layers import _is_float_ndarray, _matmul
 from ..models.feature_nets import FeatureNet, feature_net
 from ..optim import Adam
@@ -166,28 +167,17 @@ def gram(feature):
 
 
 def _self_product(flat):
-    """flat @ flat.T. For NumPy float arrays on convcore's GEMM and thread pool: NumPy's matmul
-    runs in OpenBLAS's own threads, whose spinning after each call fought OpenMP's for the two
-    cores (NIN-435 iteration, 2 threads: 214 ms, 169 ms with OpenBLAS held to one thread). The
-    product is symmetric, so only the blocks on and above the diagonal are computed (BLAS syrk's
-    saving, which NumPy gets for `a @ a.T`): 10 of 16 blocks at C = 1024. That pays only for
-    long rows: copying the mirrored blocks costs C^2 element moves against the 3/8 C^2 HW
-    multiply-adds saved (2 threads: 512 x 784 1.96 -> 1.76 ms, but 512 x 196 0.48 -> 0.57 and
-    NIN's 1024 x 144 1.42 -> 1.97), so maps under 512 positions take the whole product."""
+    """flat @ flat.T. float32 NumPy arrays: convcore's Gram product (only the triangle on and
+    above the diagonal is multiplied, BLAS syrk's saving: 256 x 2809 1.89 -> 1.34 ms, 384 x 676
+    0.96 -> 0.65 on 2 threads), in convcore's thread pool (NumPy's matmul runs in OpenBLAS's own
+    threads, whose spinning after each call fought OpenMP's for the two cores: NIN-435
+    iteration, 2 threads: 214 ms, 169 ms with OpenBLAS held to one thread). float64: convcore's
+    GEMM; CuPy: its own cuBLAS."""
     if not _is_float_ndarray(flat):
-        return flat @ flat.T  # CuPy: its own cuBLAS
-    c, hw = flat.shape
-    parts = max(1, c // 256) if hw >= 512 else 1
-    if parts == 1:
-        return _matmul(flat, flat.T)
-    edges = [c * i // parts for i in range(parts + 1)]
-    out = np.empty((c, c), flat.dtype)
-    for i in range(parts):
-        rows = slice(edges[i], edges[i + 1])
-        block = _matmul(flat[rows], flat[edges[i]:].T)  # this row band, from the diagonal on
-        out[rows, edges[i]:] = block
-        out[edges[i + 1]:, rows] = block[:, edges[i + 1] - edges[i]:].T
-    return out
+        return flat @ flat.T
+    if flat.dtype == np.float32:
+        return _cpu._gram(np.ascontiguousarray(flat))
+    return _matmul(flat, flat.T)
 
 
 def parse_layer_weights(text):
