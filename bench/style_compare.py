@@ -16,7 +16,8 @@ start image.
 Iterations alternate convcore / PyTorch; the first `--warmup` of each are dropped; medians.
 GFLOP/iteration counts conv forward + backward-input and the Gram products (2 FLOP per
 multiply-add); % peak divides by the FMA peak probed in the same run (all threads).
---profile times each conv's forward and backward-input and each Gram product separately.
+--profile times each conv's forward and backward-input (convcore's on FrozenWeights, as the
+iteration runs them) and each Gram product separately.
 """
 import argparse
 import statistics
@@ -106,14 +107,15 @@ def _profile(net, size, taps, torch, reps):
         if op["op"] == "conv":
             x = rng.standard_normal(xs).astype(np.float32)
             W = net.params[op["name"] + "/W"]
+            Wf = convcore.FrozenWeights(W)   # as the iteration runs them (FeatureNet)
             b = net.params[op["name"] + "/b"]
             dy = rng.standard_normal(ys).astype(np.float32)
             s, p = op["stride"], op["pad"]
             flop = 2.0 * np.prod(ys) * xs[1] * op["k"] ** 2
             tx, tw, tb, tdy = (torch.from_numpy(a) for a in (x, W, b, dy))
-            cc_f = med(lambda: F.conv2d(x, W, b, stride=s, padding=p))
+            cc_f = med(lambda: F.conv2d(x, Wf, b, stride=s, padding=p))
             th_f = med(lambda: torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=p))
-            cc_b = med(lambda: F.conv2d_backward(dy, x, W, stride=s, padding=p, need=("x",)))
+            cc_b = med(lambda: F.conv2d_backward(dy, x, Wf, stride=s, padding=p, need=("x",)))
             th_b = med(lambda: torch.nn.grad.conv2d_input(xs, tw, tdy, stride=s, padding=p))
             rows.append((f"{op['name']} {xs[1]}->{ys[1]} {op['k']}x{op['k']}/{s} "
                          f"{xs[2]}x{xs[3]}->{ys[2]}x{ys[3]}", flop, cc_f, th_f, cc_b, th_b))
