@@ -22,6 +22,7 @@ CASES = [
     (2, 5, 9, 7, 19, 3, 1),
     (1, 16, 11, 13, 70, 5, 2),
     (1, 64, 14, 14, 64, 3, 0),
+    (1, 256, 7, 7, 272, 3, 1),   # 16 tiles, 256+ channels: Winograd with the tiles as GEMM rows
 ]
 
 

@@ -300,3 +300,30 @@ def test_weight_gradient_f3x3_2x2(rng, isa, shape_id):
     np.testing.assert_array_equal(
         F.conv2d_backward(dys, xs, ws, padding=pads, need=("w",), algo="winograd_2x2")[1],
         F.conv2d_backward(dys, xs, ws, padding=pads, need=("w",), algo="im2col")[1])
+
+
+@pytest.mark.parametrize("isa", ISA_ORDER)
+def test_tile_rows_equal_the_usual_orientation_bit_for_bit(rng, isa):
+    """Few tiles per thread with 256+ channels run the 16 products with the tiles as the GEMM's
+    rows (conv_winograd_f32_impl.inc, tiles_as_rows). Every product element is the same FMA chain
+    either way: 100 tiles (20x20) take the usual orientation on one thread and the tile-rows one
+    when each thread's share fills at most 3/4 of the column panels (3 threads for the 32- and
+    16-wide AVX-512 and AVX2 micro-kernels, 11 for the scalar one's 8)."""
+    x = randn(rng, (1, 256, 20, 20), np.float32)
+    w = randn(rng, (264, 256, 3, 3), np.float32)
+    dy = randn(rng, (1, 264, 20, 20), np.float32)
+    many = {"scalar": 11}.get(isa, 3)
+    before = convcore.get_num_threads()
+    with forced_isa(isa):
+        try:
+            results = []
+            for threads in (1, many):
+                convcore.set_num_threads(threads)
+                results.append((F.conv2d(x, w, padding=1, algo="winograd_2x2"),
+                                F.conv2d_backward(dy, x, w, padding=1, need=("x",),
+                                                  algo="winograd_2x2")[0]))
+        finally:
+            convcore.set_num_threads(before)
+    np.testing.assert_array_equal(results[1][0], results[0][0])
+    np.testing.assert_array_equal(results[1][1], results[0][1])
+    assert_close(results[0][0], ref_conv2d(x, w, pads=(1, 1, 1, 1)), "tile rows", TOL32["winograd_2x2"])

@@ -86,9 +86,12 @@ namespace {
 // With prepared (frozen) weights the kernels' transform is paid once, not per call, and Winograd
 // wins on smaller maps: one image, 2 threads, forward / input gradient, im2col-or-broadcast vs
 // Winograd with prepared weights: NIN's conv4_1024 (12x12, 384 -> 1024, 36 tiles) 6.2 / 6.9 ->
-// 5.0 / 4.9 ms, (14x14, 256 -> 256, 49 tiles) 1.29 / 1.37 -> 0.75 / 0.80 ms; lost at 16 tiles
-// (7x7 with 128 or 512 channels: 0.12 -> 0.19, 2.0 -> 3.6 ms).
+// 5.0 / 4.9 ms (3.1 / 3.1 once few tiles ran as the GEMM's rows: conv_winograd_f32_impl.inc,
+// tiles_as_rows), (14x14, 256 -> 256, 49 tiles) 1.29 / 1.37 -> 0.75 / 0.80 ms. At 16 tiles it
+// lost with 128 channels (7x7: 0.12 -> 0.19 ms) and, before the tile-rows products, with 512
+// (2.0 -> 3.6 ms); with them (256+ channels both sides) 2.0 -> 1.1 ms.
 constexpr int64_t kPreparedMinTiles = 32;
+constexpr int64_t kPreparedMinTilesWide = 16;  // 256+ input and output channels
 // Where Winograd beats im2col+GEMM on this project's measurements (bench/RESULTS.md, "Winograd",
 // interleaved medians on 1 and 2 threads) while staying within the error bound documented there;
 // Im2col means "not here".
@@ -114,7 +117,10 @@ ConvAlgo select_winograd(const ConvParams& p, int64_t elem_bytes, bool weights_p
   // tiles, 0.84-0.89x: the kernels' transform is not repaid). 5x5 (four sub-kernels) from 64
   // channels on maps 24+ wide.
   const int64_t tiles = p.n * ((p.out_h + 1) / 2) * ((p.out_w + 1) / 2);
-  if (tiles < (weights_prepared ? kPreparedMinTiles : 128) || p.k < 64) return ConvAlgo::Im2col;
+  const int64_t min_tiles = !weights_prepared                 ? 128
+                           : (p.k >= 256 && p.c >= 256) ? kPreparedMinTilesWide
+                                                        : kPreparedMinTiles;
+  if (tiles < min_tiles || p.k < 64) return ConvAlgo::Im2col;
   if (p.kh == 3 && p.c >= 32) return ConvAlgo::WinogradF2;
   if (p.kh == 5 && p.c >= 64 && p.out_w >= 24) return ConvAlgo::WinogradF2;
   return ConvAlgo::Im2col;
