@@ -145,3 +145,31 @@ def test_small_maps_channels_in_lanes_exact(rng, isa):
             want = F.conv2d_backward(dy, x, w, **kw, need=("x", "w"), algo="reference")
             np.testing.assert_array_equal(got[0], want[0])
             np.testing.assert_array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_small_maps_in_registers_exact(rng, stride):
+    """3x3 maps whose padded rows fit one 512-bit vector (stride 1: up to 16 columns with the
+    pads) or two (stride 2: up to 32) run with the plane in registers on AVX-512
+    (depthwise_small_avx512.cpp), forward and stride-1 input gradient: every left pad it takes
+    (0, 1, 2), asymmetric pads, rows filling the vectors exactly, one-row maps and the tallest
+    (40 padded rows); other ISAs run the same cases on their own kernels."""
+    limit = 16 * stride
+    cases = []
+    for pads in [(0, 0, 0, 0), (1, 1, 1, 1), (2, 2, 2, 2), (0, 2, 1, 0), (2, 0, 0, 2), (1, 2, 2, 1)]:
+        for width in sorted({3, 5, 7, limit - pads[2] - pads[3] - 1, limit - pads[2] - pads[3]}):
+            for height in (1 + max(0, 2 - pads[0] - pads[1]), 9, 40 - pads[0] - pads[1]):
+                if width + pads[2] + pads[3] >= 3:
+                    cases.append((pads, width, height))
+    for isa in ISAS:
+        with forced_isa(isa):
+            for pads, width, height in cases:
+                c = 5
+                x = small_ints(rng, (2, c, height, width), np.float32)
+                w = small_ints(rng, (c, 1, 3, 3), np.float32)
+                b = small_ints(rng, (c,), np.float32)
+                out_h = (height + pads[0] + pads[1] - 3) // stride + 1
+                out_w = (width + pads[2] + pads[3] - 3) // stride + 1
+                dy = small_ints(rng, (2, c, out_h, out_w), np.float32)
+                _check(x, w, b, dy, (stride, stride), pads, (1, 1), c, True,
+                       f"isa={isa} x={x.shape} pads={pads} stride={stride}")

@@ -11,6 +11,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/conv_params.h"
 #include "cpu/conv.h"
 #include "cpu/conv_taps.h"
 #include "cpu/cpu_features.h"
@@ -92,7 +93,10 @@ template <>
 void depthwise_forward<float>(const ConvParams& p, const float* x, const float* w, const float* b, float* y) {
   if (!padded_plane_is_cheap(p)) return forward_taps(p, x, w, b, y);
   switch (active_isa()) {
-    case Isa::Avx512: return avx512::depthwise_forward_f32(p, x, w, b, y);
+    case Isa::Avx512:
+      if (avx512::depthwise_small_map_applies(p))
+        return avx512::depthwise_forward_small_map_f32(p, x, w, b, y);
+      return avx512::depthwise_forward_f32(p, x, w, b, y);
     case Isa::Avx2: return avx2::depthwise_forward_f32(p, x, w, b, y);
     default: return base_f32::dw_forward(p, x, w, b, y);
   }
@@ -107,7 +111,17 @@ template <>
 void depthwise_backward_input<float>(const ConvParams& p, const float* dy, const float* w, float* dx) {
   if (!padded_plane_is_cheap(p)) return backward_input_taps(p, dy, w, dx);
   switch (active_isa()) {
-    case Isa::Avx512: return avx512::depthwise_backward_input_f32(p, dy, w, dx);
+    case Isa::Avx512:
+      // stride 1: the forward over dy with each kernel turned (common/conv_params.h)
+      if (p.channel_multiplier() == 1 && backward_input_is_a_forward(p)) {
+        const ConvParams q = backward_input_as_forward(p);
+        if (avx512::depthwise_small_map_applies(q)) {
+          std::vector<float> turned(static_cast<size_t>(p.c * 9));
+          for (int64_t i = 0; i < p.c * 9; ++i) turned[i] = w[i / 9 * 9 + 8 - i % 9];
+          return avx512::depthwise_forward_small_map_f32(q, dy, turned.data(), nullptr, dx);
+        }
+      }
+      return avx512::depthwise_backward_input_f32(p, dy, w, dx);
     case Isa::Avx2: return avx2::depthwise_backward_input_f32(p, dy, w, dx);
     default: return base_f32::dw_backward_input(p, dy, w, dx);
   }

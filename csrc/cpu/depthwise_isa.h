@@ -17,6 +17,14 @@
 CONVCORE_DECLARE_DEPTHWISE_F32(avx2)
 CONVCORE_DECLARE_DEPTHWISE_F32(avx512)
 
+// Small maps with a padded row in one or two 512-bit vectors (depthwise_small_avx512.cpp):
+// 3x3, multiplier 1, stride 1 or 2, pads up to 2.
+namespace convcore::cpu::avx512 {
+bool depthwise_small_map_applies(const ConvParams& p);
+void depthwise_forward_small_map_f32(const ConvParams& p, const float* x, const float* w,
+                                     const float* bias, float* y);
+}
+
 // Defines the three entry points of one ISA namespace from depthwise_impl.inc (T = float).
 #define CONVCORE_DEFINE_DEPTHWISE_F32(isa)                                                       \
   namespace convcore::cpu::isa {                                                                 \
