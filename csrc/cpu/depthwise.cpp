@@ -121,6 +121,8 @@ void depthwise_backward_input<float>(const ConvParams& p, const float* dy, const
           return avx512::depthwise_forward_small_map_f32(q, dy, turned.data(), nullptr, dx);
         }
       }
+      if (p.stride_w == 2 && avx512::depthwise_small_map_applies(p))
+        return avx512::depthwise_backward_input_stride2_small_map_f32(p, dy, w, dx);
       return avx512::depthwise_backward_input_f32(p, dy, w, dx);
     case Isa::Avx2: return avx2::depthwise_backward_input_f32(p, dy, w, dx);
     default: return base_f32::dw_backward_input(p, dy, w, dx);
@@ -136,7 +138,10 @@ template <>
 void depthwise_backward_weight<float>(const ConvParams& p, const float* dy, const float* x, float* dw) {
   if (!padded_plane_is_cheap(p)) return backward_weight_taps(p, dy, x, dw);
   switch (active_isa()) {
-    case Isa::Avx512: return avx512::depthwise_backward_weight_f32(p, dy, x, dw);
+    case Isa::Avx512:
+      if (avx512::depthwise_small_map_applies(p))
+        return avx512::depthwise_backward_weight_small_map_f32(p, dy, x, dw);
+      return avx512::depthwise_backward_weight_f32(p, dy, x, dw);
     case Isa::Avx2: return avx2::depthwise_backward_weight_f32(p, dy, x, dw);
     default: return base_f32::dw_backward_weight(p, dy, x, dw);
   }

@@ -23,6 +23,11 @@ namespace convcore::cpu::avx512 {
 bool depthwise_small_map_applies(const ConvParams& p);
 void depthwise_forward_small_map_f32(const ConvParams& p, const float* x, const float* w,
                                      const float* bias, float* y);
+void depthwise_backward_weight_small_map_f32(const ConvParams& p, const float* dy, const float* x,
+                                             float* dw);
+// stride 2 (stride 1's input gradient is the forward above over dy, kernels turned)
+void depthwise_backward_input_stride2_small_map_f32(const ConvParams& p, const float* dy,
+                                                    const float* w, float* dx);
 }
 
 // Defines the three entry points of one ISA namespace from depthwise_impl.inc (T = float).

@@ -8,7 +8,8 @@
 // row. Here a plane never leaves registers: each input row is one masked load (zero padding
 // comes from the mask and a lane shift, no padded copy), its three tap vectors are lane shifts
 // of it (stride 2: its even and odd columns, and the even ones shifted), and each output row is
-// nine FMAs and one masked store. A plane moves its bytes once.
+// nine FMAs and one masked store. A plane moves its bytes once. The weight gradient reuses the
+// tap vectors: nine FMAs of a dy row per output row.
 //
 // Every output is the bias plus the nine taps in (ky, kx) order, one FMA each, as the row
 // kernels sum it.
@@ -68,11 +69,11 @@ inline __mmask16 low_lanes(int64_t count) {
   return static_cast<__mmask16>(count >= 16 ? 0xFFFF : (1u << count) - 1);
 }
 
-// One plane: x (h x w) -> y (out_h x out_w).
+// The tap vectors of every padded row of a plane x (h x w): tv[r][kx][j] is padded input
+// (r, j * stride + kx).
 template <int SW, int PL>
-void plane(const ConvParams& p, const float* x, const float* wk, float bias, float* y) {
+void plane_taps(const ConvParams& p, const float* x, __m512 (*tv)[3]) {
   const int64_t hp = p.h + p.pad_top + p.pad_bottom;
-  __m512 tv[kMaxRows][3];
   const __mmask16 mask_a = low_lanes(p.w), mask_b = low_lanes(std::max<int64_t>(0, p.w - 16));
   for (int64_t r = 0; r < hp; ++r) {
     const int64_t iy = r - p.pad_top;
@@ -84,6 +85,13 @@ void plane(const ConvParams& p, const float* x, const float* wk, float bias, flo
     if constexpr (SW == 1) taps_stride1(padded_row<PL>(row, mask_a), tv[r]);
     else taps_stride2<PL>(row, mask_a, mask_b, tv[r]);
   }
+}
+
+// One plane: x (h x w) -> y (out_h x out_w).
+template <int SW, int PL>
+void plane(const ConvParams& p, const float* x, const float* wk, float bias, float* y) {
+  __m512 tv[kMaxRows][3];
+  plane_taps<SW, PL>(p, x, tv);
   __m512 wv[9];
   for (int t = 0; t < 9; ++t) wv[t] = _mm512_set1_ps(wk[t]);
   const __m512 bv = _mm512_set1_ps(bias);
@@ -108,12 +116,110 @@ void all_planes(const ConvParams& p, const float* x, const float* w, const float
   }
 }
 
+// dW[c][ky][kx] = sum over images and output positions of dy * the padded input under the tap:
+// per output row, nine vector FMAs of the dy row (zero past out_w: a masked load) into nine
+// sums, reduced across lanes once per channel. A channel is one thread's, its images summed in
+// order: the result does not depend on the thread count.
+template <int SW, int PL>
+void weight_gradient(const ConvParams& p, const float* dy, const float* x, float* dw) {
+  const int64_t in_plane = p.h * p.w, out_plane = p.out_h * p.out_w;
+  const __mmask16 out_mask = low_lanes(p.out_w);
+#pragma omp parallel for schedule(static) num_threads(num_threads())
+  for (int64_t c = 0; c < p.c; ++c) {
+    if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
+    __m512 tv[kMaxRows][3];
+    __m512 acc[9];
+    for (int t = 0; t < 9; ++t) acc[t] = _mm512_setzero_ps();
+    for (int64_t n = 0; n < p.n; ++n) {
+      plane_taps<SW, PL>(p, x + (n * p.c + c) * in_plane, tv);
+      const float* dy_plane = dy + (n * p.c + c) * out_plane;
+      for (int64_t oy = 0; oy < p.out_h; ++oy) {
+        const __m512 d = _mm512_maskz_loadu_ps(out_mask, dy_plane + oy * p.out_w);
+        const __m512(*rows)[3] = tv + oy * p.stride_h;
+        for (int ky = 0; ky < 3; ++ky)
+          for (int kx = 0; kx < 3; ++kx)
+            acc[ky * 3 + kx] = _mm512_fmadd_ps(d, rows[ky][kx], acc[ky * 3 + kx]);
+      }
+    }
+    for (int t = 0; t < 9; ++t) dw[c * 9 + t] = _mm512_reduce_add_ps(acc[t]);
+  }
+}
+
+// Stride 2's input gradient (stride 1's is a forward over dy, see depthwise.cpp): the padded
+// input gradient of a plane in 2 x hp vectors; each dy row is spread to the even lanes of 32
+// (lane 2 ox holds dy[ox]), shifted by kx lanes and added with weight w[ky][kx] into padded row
+// 2 oy + ky, in (oy, ky, kx) order as the scatter kernel adds; the interior is stored at the end.
+template <int PL>
+void input_gradient_stride2(const ConvParams& p, const float* dy, const float* w, float* dx) {
+  const int64_t in_plane = p.h * p.w, out_plane = p.out_h * p.out_w;
+  const int64_t hp = p.h + p.pad_top + p.pad_bottom;
+  const __mmask16 out_mask = low_lanes(p.out_w);
+  const __mmask16 store_a = low_lanes(p.w), store_b = low_lanes(std::max<int64_t>(0, p.w - 16));
+  // lane L of the low / high 16 takes dy[L / 2] / dy[8 + L / 2] when L is even, else zero
+  const __m512i spread_lo = _mm512_set_epi32(16, 7, 16, 6, 16, 5, 16, 4, 16, 3, 16, 2, 16, 1, 16, 0);
+  const __m512i spread_hi =
+      _mm512_set_epi32(16, 15, 16, 14, 16, 13, 16, 12, 16, 11, 16, 10, 16, 9, 16, 8);
+  const __m512i zi = _mm512_setzero_si512();
+  const int64_t planes = p.n * p.c;
+#pragma omp parallel for schedule(static) num_threads(num_threads())
+  for (int64_t i = 0; i < planes; ++i) {
+    if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
+    const float* wk = w + (i % p.c) * 9;
+    __m512 wv[9];
+    for (int t = 0; t < 9; ++t) wv[t] = _mm512_set1_ps(wk[t]);
+    __m512 g[kMaxRows][2];
+    for (int64_t r = 0; r < hp; ++r) g[r][0] = g[r][1] = _mm512_setzero_ps();
+    const float* dy_plane = dy + i * out_plane;
+    for (int64_t oy = 0; oy < p.out_h; ++oy) {
+      const __m512 d = _mm512_maskz_loadu_ps(out_mask, dy_plane + oy * p.out_w);
+      const __m512i e_lo = _mm512_castps_si512(
+          _mm512_permutex2var_ps(d, spread_lo, _mm512_setzero_ps()));
+      const __m512i e_hi = _mm512_castps_si512(
+          _mm512_permutex2var_ps(d, spread_hi, _mm512_setzero_ps()));
+      // the spread row shifted up by kx lanes (across the two halves)
+      __m512 s[3][2];
+      s[0][0] = _mm512_castsi512_ps(e_lo);
+      s[0][1] = _mm512_castsi512_ps(e_hi);
+      s[1][0] = _mm512_castsi512_ps(_mm512_alignr_epi32(e_lo, zi, 15));
+      s[1][1] = _mm512_castsi512_ps(_mm512_alignr_epi32(e_hi, e_lo, 15));
+      s[2][0] = _mm512_castsi512_ps(_mm512_alignr_epi32(e_lo, zi, 14));
+      s[2][1] = _mm512_castsi512_ps(_mm512_alignr_epi32(e_hi, e_lo, 14));
+      for (int ky = 0; ky < 3; ++ky) {
+        __m512* row = g[2 * oy + ky];
+        for (int kx = 0; kx < 3; ++kx) {
+          row[0] = _mm512_fmadd_ps(wv[ky * 3 + kx], s[kx][0], row[0]);
+          row[1] = _mm512_fmadd_ps(wv[ky * 3 + kx], s[kx][1], row[1]);
+        }
+      }
+    }
+    float* dx_plane = dx + i * in_plane;
+    for (int64_t iy = 0; iy < p.h; ++iy) {
+      const __m512i lo = _mm512_castps_si512(g[iy + p.pad_top][0]);
+      const __m512i hi = _mm512_castps_si512(g[iy + p.pad_top][1]);
+      // lanes PL .. PL + w of the padded row: shifted down by PL
+      _mm512_mask_storeu_ps(dx_plane + iy * p.w, store_a,
+                            _mm512_castsi512_ps(_mm512_alignr_epi32(hi, lo, PL)));
+      _mm512_mask_storeu_ps(dx_plane + iy * p.w + 16, store_b,
+                            _mm512_castsi512_ps(_mm512_alignr_epi32(zi, hi, PL)));
+    }
+  }
+}
+
 template <int SW>
 void dispatch_pad(const ConvParams& p, const float* x, const float* w, const float* bias, float* y) {
   switch (p.pad_left) {
     case 0: return all_planes<SW, 0>(p, x, w, bias, y);
     case 1: return all_planes<SW, 1>(p, x, w, bias, y);
     default: return all_planes<SW, 2>(p, x, w, bias, y);
+  }
+}
+
+template <int SW>
+void dispatch_pad_weight(const ConvParams& p, const float* dy, const float* x, float* dw) {
+  switch (p.pad_left) {
+    case 0: return weight_gradient<SW, 0>(p, dy, x, dw);
+    case 1: return weight_gradient<SW, 1>(p, dy, x, dw);
+    default: return weight_gradient<SW, 2>(p, dy, x, dw);
   }
 }
 
@@ -135,6 +241,21 @@ void depthwise_forward_small_map_f32(const ConvParams& p, const float* x, const 
                                      const float* bias, float* y) {
   if (p.stride_w == 1) return dispatch_pad<1>(p, x, w, bias, y);
   dispatch_pad<2>(p, x, w, bias, y);
+}
+
+void depthwise_backward_weight_small_map_f32(const ConvParams& p, const float* dy, const float* x,
+                                             float* dw) {
+  if (p.stride_w == 1) return dispatch_pad_weight<1>(p, dy, x, dw);
+  dispatch_pad_weight<2>(p, dy, x, dw);
+}
+
+void depthwise_backward_input_stride2_small_map_f32(const ConvParams& p, const float* dy,
+                                                    const float* w, float* dx) {
+  switch (p.pad_left) {
+    case 0: return input_gradient_stride2<0>(p, dy, w, dx);
+    case 1: return input_gradient_stride2<1>(p, dy, w, dx);
+    default: return input_gradient_stride2<2>(p, dy, w, dx);
+  }
 }
 
 }  // namespace convcore::cpu::avx512
