@@ -96,6 +96,8 @@ void depthwise_forward<float>(const ConvParams& p, const float* x, const float* 
     case Isa::Avx512:
       if (avx512::depthwise_small_map_applies(p))
         return avx512::depthwise_forward_small_map_f32(p, x, w, b, y);
+      if (avx512::depthwise_wide_rows_apply(p))
+        return avx512::depthwise_forward_wide_rows_f32(p, x, w, b, y);
       return avx512::depthwise_forward_f32(p, x, w, b, y);
     case Isa::Avx2: return avx2::depthwise_forward_f32(p, x, w, b, y);
     default: return base_f32::dw_forward(p, x, w, b, y);
@@ -115,10 +117,13 @@ void depthwise_backward_input<float>(const ConvParams& p, const float* dy, const
       // stride 1: the forward over dy with each kernel turned (common/conv_params.h)
       if (p.channel_multiplier() == 1 && backward_input_is_a_forward(p)) {
         const ConvParams q = backward_input_as_forward(p);
-        if (avx512::depthwise_small_map_applies(q)) {
+        const bool small = avx512::depthwise_small_map_applies(q);
+        if (small || avx512::depthwise_wide_rows_apply(q)) {
           std::vector<float> turned(static_cast<size_t>(p.c * 9));
           for (int64_t i = 0; i < p.c * 9; ++i) turned[i] = w[i / 9 * 9 + 8 - i % 9];
-          return avx512::depthwise_forward_small_map_f32(q, dy, turned.data(), nullptr, dx);
+          if (small)
+            return avx512::depthwise_forward_small_map_f32(q, dy, turned.data(), nullptr, dx);
+          return avx512::depthwise_forward_wide_rows_f32(q, dy, turned.data(), nullptr, dx);
         }
       }
       if (p.stride_w == 2 && avx512::depthwise_small_map_applies(p))
@@ -141,6 +146,8 @@ void depthwise_backward_weight<float>(const ConvParams& p, const float* dy, cons
     case Isa::Avx512:
       if (avx512::depthwise_small_map_applies(p))
         return avx512::depthwise_backward_weight_small_map_f32(p, dy, x, dw);
+      if (avx512::depthwise_wide_rows_apply(p))
+        return avx512::depthwise_backward_weight_wide_rows_f32(p, dy, x, dw);
       return avx512::depthwise_backward_weight_f32(p, dy, x, dw);
     case Isa::Avx2: return avx2::depthwise_backward_weight_f32(p, dy, x, dw);
     default: return base_f32::dw_backward_weight(p, dy, x, dw);
