@@ -106,15 +106,23 @@ void plane(const ConvParams& p, const float* x, const float* wk, float bias, flo
   }
 }
 
-template <int SW, int PL>
-void all_planes(const ConvParams& p, const float* x, const float* w, const float* bias, float* y) {
+using PlaneFn = void (*)(const ConvParams&, const float*, const float*, float, float*);
+
+// fn over every (image, channel) plane of a forward, threads splitting the planes.
+void each_plane(const ConvParams& p, const float* x, const float* w, const float* bias, float* y,
+                PlaneFn fn) {
   const int64_t planes = p.n * p.c, in_plane = p.h * p.w, out_plane = p.out_h * p.out_w;
 #pragma omp parallel for schedule(static) num_threads(num_threads())
   for (int64_t i = 0; i < planes; ++i) {
     if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
     const int64_t c = i % p.c;
-    plane<SW, PL>(p, x + i * in_plane, w + c * 9, bias ? bias[c] : 0.0f, y + i * out_plane);
+    fn(p, x + i * in_plane, w + c * 9, bias ? bias[c] : 0.0f, y + i * out_plane);
   }
+}
+
+template <int SW, int PL>
+void all_planes(const ConvParams& p, const float* x, const float* w, const float* bias, float* y) {
+  each_plane(p, x, w, bias, y, &plane<SW, PL>);
 }
 
 // dW[c][ky][kx] = sum over images and output positions of dy * the padded input under the tap:
@@ -301,17 +309,6 @@ void wide_weight_gradient(const ConvParams& p, const float* dy, const float* x, 
   }
 }
 
-template <int PL, int NV>
-void all_wide_planes(const ConvParams& p, const float* x, const float* w, const float* bias,
-                     float* y) {
-  const int64_t planes = p.n * p.c, in_plane = p.h * p.w, out_plane = p.out_h * p.out_w;
-#pragma omp parallel for schedule(static) num_threads(num_threads())
-  for (int64_t i = 0; i < planes; ++i) {
-    if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
-    const int64_t c = i % p.c;
-    wide_plane<PL, NV>(p, x + i * in_plane, w + c * 9, bias ? bias[c] : 0.0f, y + i * out_plane);
-  }
-}
 
 // fn<PL, NV>(args...) for the call's left pad and vectors per row
 template <template <int, int> class Fn, typename... Args>
@@ -340,7 +337,7 @@ void wide_dispatch(const ConvParams& p, Args... args) {
 template <int PL, int NV>
 struct WideForward {
   static void run(const ConvParams& p, const float* x, const float* w, const float* bias, float* y) {
-    all_wide_planes<PL, NV>(p, x, w, bias, y);
+    each_plane(p, x, w, bias, y, &wide_plane<PL, NV>);
   }
 };
 
