@@ -49,9 +49,55 @@ void store_indices(int64_t* dst, __m512i idx32, int64_t lanes) {
   _mm512_mask_storeu_epi64(dst + 8, static_cast<__mmask8>(first_n(lanes - 8) & 0xFF), hi);
 }
 
+// PyTorch's rule without indices: v replaces best when greater or NaN (NaN propagates).
+inline __m512 max_keep_nan(__m512 best, __m512 v) {
+  const __mmask16 take = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  return _mm512_mask_mov_ps(best, take, v);
+}
+
+// Windows 2 or 3 columns wide at stride 2, no column dilation (ResNet's and VGG's 2x2/2 pools,
+// the 3x3/2 ones): each block of 16 outputs first combines its window rows column by column
+// (two loads per row, plus one column for 3-wide windows), then the even, odd (and next even)
+// columns of the result (permutes of data already in registers), instead of a strided load (two
+// loads and a permute) per tap. Values only. The max takes the general kernel's rule (a later
+// tap replaces when greater or NaN), so only which NaN comes out can differ, and any NaN gives
+// NaN either way; the average sums down the columns first, then across.
+bool rows_first_applies(const PoolRowF32& r) {
+  return (r.kw == 2 || r.kw == 3) && r.stride_w == 2 && r.dil_w == 1;
+}
+
+template <typename Combine, typename Finish>
+void rows_first(const PoolRowF32& r, float* y, Combine combine, Finish finish) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  // lanes 1..15 of the even columns, then the first lane of the column after the block
+  const __m512i next_even = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
+  const float* first = r.plane + r.first_row * r.width + r.col0;
+  const int64_t row_step = r.dil_h * r.width;
+  for (int64_t j0 = 0; j0 < r.count; j0 += kLanes) {
+    const int64_t lanes = r.count - j0 < kLanes ? r.count - j0 : kLanes;
+    const int64_t span = 2 * (lanes - 1) + r.kw;  // input columns of these outputs
+    const __mmask16 m_lo = first_n(span), m_hi = first_n(span - 16), m_next = first_n(span - 32);
+    const float* col = first + 2 * j0;
+    __m512 lo = _mm512_maskz_loadu_ps(m_lo, col), hi = _mm512_maskz_loadu_ps(m_hi, col + 16);
+    __m512 next = r.kw == 3 ? _mm512_maskz_loadu_ps(m_next, col + 32) : _mm512_setzero_ps();
+    for (int64_t ry = 1; ry < r.rows; ++ry) {
+      const float* row = col + ry * row_step;
+      lo = combine(lo, _mm512_maskz_loadu_ps(m_lo, row));
+      hi = combine(hi, _mm512_maskz_loadu_ps(m_hi, row + 16));
+      if (r.kw == 3) next = combine(next, _mm512_maskz_loadu_ps(m_next, row + 32));
+    }
+    const __m512 e = _mm512_permutex2var_ps(lo, even, hi);
+    __m512 out = combine(e, _mm512_permutex2var_ps(lo, odd, hi));
+    if (r.kw == 3) out = combine(out, _mm512_permutex2var_ps(e, next_even, next));
+    _mm512_mask_storeu_ps(y + j0, first_n(lanes), finish(out));
+  }
+}
+
 }  // namespace
 
 void f32_maxpool_row(const PoolRowF32& r, float* y, int64_t* idx) {
+  if (!idx && rows_first_applies(r)) return rows_first(r, y, max_keep_nan, [](__m512 v) { return v; });
   const StridedLoader loader(r.stride_w);
   const __m512i lane_cols = loader.lane_offsets;
   for (int64_t j0 = 0; j0 < r.count; j0 += kLanes) {
@@ -89,8 +135,11 @@ void f32_maxpool_row(const PoolRowF32& r, float* y, int64_t* idx) {
 }
 
 void f32_avgpool_row(const PoolRowF32& r, float divisor, float* y) {
-  const StridedLoader loader(r.stride_w);
   const __m512 div = _mm512_set1_ps(divisor);
+  if (rows_first_applies(r))
+    return rows_first(r, y, [](__m512 a, __m512 b) { return _mm512_add_ps(a, b); },
+                      [div](__m512 v) { return _mm512_div_ps(v, div); });
+  const StridedLoader loader(r.stride_w);
   for (int64_t j0 = 0; j0 < r.count; j0 += kLanes) {
     const int64_t lanes = r.count - j0 < kLanes ? r.count - j0 : kLanes;
     const int64_t block_col = r.col0 + j0 * r.stride_w;
