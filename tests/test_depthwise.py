@@ -175,22 +175,25 @@ def test_small_maps_in_registers_exact(rng, stride):
                        f"isa={isa} x={x.shape} pads={pads} stride={stride}")
 
 
-def test_wide_rows_in_registers_exact(rng):
-    """Stride-1 3x3 rows of up to 8 vectors (128 padded columns) run from a rolling window of
-    three rows' tap vectors on AVX-512 (depthwise_small_avx512.cpp, WideRows): forward, input
-    gradient (the turned forward) and weight gradient, at every left pad, rows filling the
-    vectors exactly or by one column, and one past the limit (the row kernels)."""
+@pytest.mark.parametrize("stride", [1, 2])
+def test_wide_rows_in_registers_exact(rng, stride):
+    """3x3 rows of up to 8 vectors (128 padded columns) on AVX-512 (depthwise_small_avx512.cpp):
+    stride 1's forward, input gradient (the turned forward) and weight gradient from a rolling
+    window of three rows' tap vectors, stride 2's input gradient from a window of three rows of
+    sums; at every left pad, odd and even heights (a last padded row no dy row reaches), rows
+    filling the vectors exactly or by one column, and one past the limit (the row kernels)."""
     for isa in ISAS:
         with forced_isa(isa):
             for pads in [(0, 0, 0, 0), (1, 1, 1, 1), (2, 2, 2, 2), (2, 0, 1, 2)]:
                 extra = pads[2] + pads[3]
                 for width in (17, 32 - extra, 33 - extra, 60, 128 - extra, 129 - extra, 131):
-                    c = 3
-                    height = 7
-                    x = small_ints(rng, (2, c, height, width), np.float32)
-                    w = small_ints(rng, (c, 1, 3, 3), np.float32)
-                    b = small_ints(rng, (c,), np.float32)
-                    out = (height + pads[0] + pads[1] - 2, width + extra - 2)
-                    dy = small_ints(rng, (2, c) + out, np.float32)
-                    _check(x, w, b, dy, (1, 1), pads, (1, 1), c, True,
-                           f"isa={isa} x={x.shape} pads={pads}")
+                    for height in (7, 8):
+                        c = 3
+                        x = small_ints(rng, (2, c, height, width), np.float32)
+                        w = small_ints(rng, (c, 1, 3, 3), np.float32)
+                        b = small_ints(rng, (c,), np.float32)
+                        out = ((height + pads[0] + pads[1] - 3) // stride + 1,
+                               (width + extra - 3) // stride + 1)
+                        dy = small_ints(rng, (2, c) + out, np.float32)
+                        _check(x, w, b, dy, (stride, stride), pads, (1, 1), c, True,
+                               f"isa={isa} x={x.shape} pads={pads} stride={stride}")

@@ -128,6 +128,8 @@ void depthwise_backward_input<float>(const ConvParams& p, const float* dy, const
       }
       if (p.stride_w == 2 && avx512::depthwise_small_map_applies(p))
         return avx512::depthwise_backward_input_stride2_small_map_f32(p, dy, w, dx);
+      if (avx512::depthwise_wide_rows_stride2_apply(p))
+        return avx512::depthwise_backward_input_stride2_wide_rows_f32(p, dy, w, dx);
       return avx512::depthwise_backward_input_f32(p, dy, w, dx);
     case Isa::Avx2: return avx2::depthwise_backward_input_f32(p, dy, w, dx);
     default: return base_f32::dw_backward_input(p, dy, w, dx);

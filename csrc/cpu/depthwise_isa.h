@@ -33,6 +33,9 @@ void depthwise_backward_weight_wide_rows_f32(const ConvParams& p, const float* d
 // stride 2 (stride 1's input gradient is the forward above over dy, kernels turned)
 void depthwise_backward_input_stride2_small_map_f32(const ConvParams& p, const float* dy,
                                                     const float* w, float* dx);
+bool depthwise_wide_rows_stride2_apply(const ConvParams& p);
+void depthwise_backward_input_stride2_wide_rows_f32(const ConvParams& p, const float* dy,
+                                                    const float* w, float* dx);
 }
 
 // Defines the three entry points of one ISA namespace from depthwise_impl.inc (T = float).

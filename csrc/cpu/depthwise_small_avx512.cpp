@@ -348,6 +348,86 @@ struct WideWeightGradient {
   }
 };
 
+// Stride 2's input gradient on rows of NV vectors (up to 16 NV padded columns), NU vectors of
+// dy per row: the same spread-shift-add as input_gradient_stride2, over a window of three padded
+// rows of sums; padded rows 2 oy and 2 oy + 1 are complete once dy row oy is added (later rows
+// of dy reach 2 oy + 2 on), so each is stored then; rows no dy row reaches are zeros.
+template <int PL, int NV>
+void wide_input_gradient_stride2(const ConvParams& p, const float* dy, const float* w, float* dx) {
+  constexpr int NE = NV + 1;  // spread vectors per dy row: lanes up to 2 out_w + 1
+  const int64_t in_plane = p.h * p.w, out_plane = p.out_h * p.out_w;
+  const int64_t hp = p.h + p.pad_top + p.pad_bottom;
+  const int64_t nu = (p.out_w + 15) / 16;
+  const __m512i spread_lo = _mm512_set_epi32(16, 7, 16, 6, 16, 5, 16, 4, 16, 3, 16, 2, 16, 1, 16, 0);
+  const __m512i spread_hi =
+      _mm512_set_epi32(16, 15, 16, 14, 16, 13, 16, 12, 16, 11, 16, 10, 16, 9, 16, 8);
+  const __m512i zi = _mm512_setzero_si512();
+  __mmask16 dy_mask[NV], store_mask[NV];
+  for (int v = 0; v < NV; ++v) {
+    dy_mask[v] = low_lanes(std::clamp<int64_t>(p.out_w - 16 * v, 0, 16));
+    store_mask[v] = low_lanes(std::clamp<int64_t>(p.w - 16 * v, 0, 16));
+  }
+  const int64_t planes = p.n * p.c;
+#pragma omp parallel for schedule(static) num_threads(num_threads())
+  for (int64_t i = 0; i < planes; ++i) {
+    if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
+    const float* wk = w + (i % p.c) * 9;
+    __m512 wv[9];
+    for (int t = 0; t < 9; ++t) wv[t] = _mm512_set1_ps(wk[t]);
+    const float* dy_plane = dy + i * out_plane;
+    float* dx_plane = dx + i * in_plane;
+    __m512 g[3][NV];  // padded rows r, r + 1, r + 2 of the window (slot = row % 3)
+    for (int q = 0; q < 3; ++q)
+      for (int v = 0; v < NV; ++v) g[q][v] = _mm512_setzero_ps();
+    // stores padded row r (slot r % 3) into dx if it is an input row, then clears the slot
+    auto flush = [&](int64_t r) {
+      __m512* row = g[r % 3];
+      const int64_t iy = r - p.pad_top;
+      if (iy >= 0 && iy < p.h) {
+        for (int v = 0; v < NV; ++v) {
+          const __m512i cur = _mm512_castps_si512(row[v]);
+          const __m512i nxt = v + 1 < NV ? _mm512_castps_si512(row[v + 1]) : zi;
+          // lanes PL .. of the padded row: shifted down by PL
+          _mm512_mask_storeu_ps(dx_plane + iy * p.w + 16 * v, store_mask[v],
+                                _mm512_castsi512_ps(_mm512_alignr_epi32(nxt, cur, PL)));
+        }
+      }
+      for (int v = 0; v < NV; ++v) row[v] = _mm512_setzero_ps();
+    };
+    for (int64_t oy = 0; oy < p.out_h; ++oy) {
+      __m512i e[NE];
+      for (int v = 0; v < NE; ++v) e[v] = zi;
+      for (int64_t u = 0; u < nu && 2 * u + 1 < NE; ++u) {
+        const __m512 d = _mm512_maskz_loadu_ps(dy_mask[u], dy_plane + oy * p.out_w + 16 * u);
+        e[2 * u] = _mm512_castps_si512(_mm512_permutex2var_ps(d, spread_lo, _mm512_setzero_ps()));
+        e[2 * u + 1] = _mm512_castps_si512(_mm512_permutex2var_ps(d, spread_hi, _mm512_setzero_ps()));
+      }
+      for (int v = 0; v < NV; ++v) {
+        const __m512i prev = v > 0 ? e[v - 1] : zi;
+        const __m512 s0 = _mm512_castsi512_ps(e[v]);
+        const __m512 s1 = _mm512_castsi512_ps(_mm512_alignr_epi32(e[v], prev, 15));
+        const __m512 s2 = _mm512_castsi512_ps(_mm512_alignr_epi32(e[v], prev, 14));
+        for (int ky = 0; ky < 3; ++ky) {
+          __m512& acc = g[(2 * oy + ky) % 3][v];
+          acc = _mm512_fmadd_ps(wv[ky * 3 + 0], s0, acc);
+          acc = _mm512_fmadd_ps(wv[ky * 3 + 1], s1, acc);
+          acc = _mm512_fmadd_ps(wv[ky * 3 + 2], s2, acc);
+        }
+      }
+      flush(2 * oy);
+      flush(2 * oy + 1);
+    }
+    for (int64_t r = 2 * p.out_h; r < hp; ++r) flush(r);
+  }
+}
+
+template <int PL, int NV>
+struct WideInputGradientStride2 {
+  static void run(const ConvParams& p, const float* dy, const float* w, float* dx) {
+    wide_input_gradient_stride2<PL, NV>(p, dy, w, dx);
+  }
+};
+
 template <int SW>
 void dispatch_pad(const ConvParams& p, const float* x, const float* w, const float* bias, float* y) {
   switch (p.pad_left) {
@@ -416,6 +496,17 @@ void depthwise_forward_wide_rows_f32(const ConvParams& p, const float* x, const 
 void depthwise_backward_weight_wide_rows_f32(const ConvParams& p, const float* dy, const float* x,
                                              float* dw) {
   wide_dispatch<WideWeightGradient>(p, dy, x, dw);
+}
+
+bool depthwise_wide_rows_stride2_apply(const ConvParams& p) {
+  return p.channel_multiplier() == 1 && p.kh == 3 && p.kw == 3 && p.dil_h == 1 && p.dil_w == 1 &&
+         p.stride_h == 2 && p.stride_w == 2 && p.pad_left <= 2 && p.pad_top <= 2 &&
+         p.pad_bottom <= 2 && p.pad_right <= 2 && p.w + p.pad_left + p.pad_right <= 128;
+}
+
+void depthwise_backward_input_stride2_wide_rows_f32(const ConvParams& p, const float* dy,
+                                                    const float* w, float* dx) {
+  wide_dispatch<WideInputGradientStride2>(p, dy, w, dx);
 }
 
 }  // namespace convcore::cpu::avx512
