@@ -1,18 +1,24 @@
-// Depthwise 3x3 convolution of small maps with a whole padded input row in one 512-bit vector
-// (stride 1: up to 16 padded columns, e.g. 14x14 with pad 1 or 7x7) or two (stride 2: up to 32,
-// e.g. 28x28 -> 14x14), AVX-512 only.
+// Depthwise 3x3 convolution (multiplier 1) with whole input rows in 512-bit registers, AVX-512
+// only:
+//  - small maps, a padded row in one vector (stride 1: up to 16 padded columns, e.g. 14x14 with
+//    pad 1, or 7x7) or two (stride 2: up to 32, e.g. 28x28 -> 14x14): forward and weight
+//    gradient over the tap vectors of the whole plane;
+//  - rows of up to 8 vectors (128 padded columns), stride 1: forward and weight gradient over a
+//    rolling window of three rows' tap vectors (WideRows); stride 2's input gradient over a
+//    window of three padded rows of sums. Stride 1's input gradient is the forward over dy with
+//    the kernels turned (depthwise.cpp).
 //
-// Why: MobileNet's late layers (14x14 and 7x7 maps, 512-1024 channels) ran at 19-30% of the
-// streaming bandwidth and at half of PyTorch's speed on the row kernels of depthwise_impl.inc,
-// which set up a ring of padded rows per plane and spend a vector's loop on each 7- or 14-wide
-// row. Here a plane never leaves registers: each input row is one masked load (zero padding
-// comes from the mask and a lane shift, no padded copy), its three tap vectors are lane shifts
-// of it (stride 2: its even and odd columns, and the even ones shifted), and each output row is
-// nine FMAs and one masked store. A plane moves its bytes once. The weight gradient reuses the
-// tap vectors: nine FMAs of a dy row per output row.
+// Why: MobileNet's depthwise layers ran at 19-67% of the streaming bandwidth, the late ones (14x14
+// and 7x7 maps, 512-1024 channels) at half of PyTorch's speed, on the row kernels of
+// depthwise_impl.inc, which copy each row into a ring of padded rows and set the ring up per
+// plane. Here an input row is a masked load (zero padding comes from the mask and a lane shift,
+// no padded copy), its three tap vectors are lane shifts of it (stride 2: its even and odd
+// columns, and the even ones shifted), and each output vector is nine FMAs and one masked store:
+// a plane moves its bytes once. The weight gradient reuses the tap vectors: nine FMAs of a dy
+// vector per output vector into nine sums, one channel per thread.
 //
 // Every output is the bias plus the nine taps in (ky, kx) order, one FMA each, as the row
-// kernels sum it.
+// kernels sum it (the forward is bit-identical to theirs).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -154,66 +160,6 @@ void weight_gradient(const ConvParams& p, const float* dy, const float* x, float
   }
 }
 
-// Stride 2's input gradient (stride 1's is a forward over dy, see depthwise.cpp): the padded
-// input gradient of a plane in 2 x hp vectors; each dy row is spread to the even lanes of 32
-// (lane 2 ox holds dy[ox]), shifted by kx lanes and added with weight w[ky][kx] into padded row
-// 2 oy + ky, in (oy, ky, kx) order as the scatter kernel adds; the interior is stored at the end.
-template <int PL>
-void input_gradient_stride2(const ConvParams& p, const float* dy, const float* w, float* dx) {
-  const int64_t in_plane = p.h * p.w, out_plane = p.out_h * p.out_w;
-  const int64_t hp = p.h + p.pad_top + p.pad_bottom;
-  const __mmask16 out_mask = low_lanes(p.out_w);
-  const __mmask16 store_a = low_lanes(p.w), store_b = low_lanes(std::max<int64_t>(0, p.w - 16));
-  // lane L of the low / high 16 takes dy[L / 2] / dy[8 + L / 2] when L is even, else zero
-  const __m512i spread_lo = _mm512_set_epi32(16, 7, 16, 6, 16, 5, 16, 4, 16, 3, 16, 2, 16, 1, 16, 0);
-  const __m512i spread_hi =
-      _mm512_set_epi32(16, 15, 16, 14, 16, 13, 16, 12, 16, 11, 16, 10, 16, 9, 16, 8);
-  const __m512i zi = _mm512_setzero_si512();
-  const int64_t planes = p.n * p.c;
-#pragma omp parallel for schedule(static) num_threads(num_threads())
-  for (int64_t i = 0; i < planes; ++i) {
-    if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
-    const float* wk = w + (i % p.c) * 9;
-    __m512 wv[9];
-    for (int t = 0; t < 9; ++t) wv[t] = _mm512_set1_ps(wk[t]);
-    __m512 g[kMaxRows][2];
-    for (int64_t r = 0; r < hp; ++r) g[r][0] = g[r][1] = _mm512_setzero_ps();
-    const float* dy_plane = dy + i * out_plane;
-    for (int64_t oy = 0; oy < p.out_h; ++oy) {
-      const __m512 d = _mm512_maskz_loadu_ps(out_mask, dy_plane + oy * p.out_w);
-      const __m512i e_lo = _mm512_castps_si512(
-          _mm512_permutex2var_ps(d, spread_lo, _mm512_setzero_ps()));
-      const __m512i e_hi = _mm512_castps_si512(
-          _mm512_permutex2var_ps(d, spread_hi, _mm512_setzero_ps()));
-      // the spread row shifted up by kx lanes (across the two halves)
-      __m512 s[3][2];
-      s[0][0] = _mm512_castsi512_ps(e_lo);
-      s[0][1] = _mm512_castsi512_ps(e_hi);
-      s[1][0] = _mm512_castsi512_ps(_mm512_alignr_epi32(e_lo, zi, 15));
-      s[1][1] = _mm512_castsi512_ps(_mm512_alignr_epi32(e_hi, e_lo, 15));
-      s[2][0] = _mm512_castsi512_ps(_mm512_alignr_epi32(e_lo, zi, 14));
-      s[2][1] = _mm512_castsi512_ps(_mm512_alignr_epi32(e_hi, e_lo, 14));
-      for (int ky = 0; ky < 3; ++ky) {
-        __m512* row = g[2 * oy + ky];
-        for (int kx = 0; kx < 3; ++kx) {
-          row[0] = _mm512_fmadd_ps(wv[ky * 3 + kx], s[kx][0], row[0]);
-          row[1] = _mm512_fmadd_ps(wv[ky * 3 + kx], s[kx][1], row[1]);
-        }
-      }
-    }
-    float* dx_plane = dx + i * in_plane;
-    for (int64_t iy = 0; iy < p.h; ++iy) {
-      const __m512i lo = _mm512_castps_si512(g[iy + p.pad_top][0]);
-      const __m512i hi = _mm512_castps_si512(g[iy + p.pad_top][1]);
-      // lanes PL .. PL + w of the padded row: shifted down by PL
-      _mm512_mask_storeu_ps(dx_plane + iy * p.w, store_a,
-                            _mm512_castsi512_ps(_mm512_alignr_epi32(hi, lo, PL)));
-      _mm512_mask_storeu_ps(dx_plane + iy * p.w + 16, store_b,
-                            _mm512_castsi512_ps(_mm512_alignr_epi32(zi, hi, PL)));
-    }
-  }
-}
-
 // Wider maps, stride 1: a padded row in NV vectors (up to 16 NV columns), three rows' tap
 // vectors kept in a rolling window, the same nine FMAs per output vector. 2 threads: (8,128,56,56)
 // 1.37 -> 0.66 ms, (8,32,112,112) 1.11 -> 0.63 against the ring-buffer row kernels of
@@ -348,10 +294,12 @@ struct WideWeightGradient {
   }
 };
 
-// Stride 2's input gradient on rows of NV vectors (up to 16 NV padded columns), NU vectors of
-// dy per row: the same spread-shift-add as input_gradient_stride2, over a window of three padded
-// rows of sums; padded rows 2 oy and 2 oy + 1 are complete once dy row oy is added (later rows
-// of dy reach 2 oy + 2 on), so each is stored then; rows no dy row reaches are zeros.
+// Stride 2's input gradient (stride 1's is a forward over dy, see depthwise.cpp) on rows of NV
+// vectors (up to 16 NV padded columns): each dy row is spread to the even lanes (lane 2 ox holds
+// dy[ox]), shifted by kx lanes and added with weight w[ky][kx] into padded row 2 oy + ky, in
+// (oy, ky, kx) order as the scatter kernel adds, over a window of three padded rows of sums;
+// padded rows 2 oy and 2 oy + 1 are complete once dy row oy is added (later rows of dy reach
+// 2 oy + 2 on), so each is stored then; rows no dy row reaches are zeros.
 template <int PL, int NV>
 void wide_input_gradient_stride2(const ConvParams& p, const float* dy, const float* w, float* dx) {
   constexpr int NE = NV + 1;  // spread vectors per dy row: lanes up to 2 out_w + 1
@@ -470,15 +418,6 @@ void depthwise_backward_weight_small_map_f32(const ConvParams& p, const float* d
                                              float* dw) {
   if (p.stride_w == 1) return dispatch_pad_weight<1>(p, dy, x, dw);
   dispatch_pad_weight<2>(p, dy, x, dw);
-}
-
-void depthwise_backward_input_stride2_small_map_f32(const ConvParams& p, const float* dy,
-                                                    const float* w, float* dx) {
-  switch (p.pad_left) {
-    case 0: return input_gradient_stride2<0>(p, dy, w, dx);
-    case 1: return input_gradient_stride2<1>(p, dy, w, dx);
-    default: return input_gradient_stride2<2>(p, dy, w, dx);
-  }
 }
 
 bool depthwise_wide_rows_apply(const ConvParams& p) {
