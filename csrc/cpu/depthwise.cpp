@@ -126,7 +126,7 @@ void depthwise_backward_input<float>(const ConvParams& p, const float* dy, const
           return avx512::depthwise_forward_wide_rows_f32(q, dy, turned.data(), nullptr, dx);
         }
       }
-      if (avx512::depthwise_wide_rows_stride2_apply(p))
+      if (p.stride_w == 2 && avx512::depthwise_wide_rows_apply(p))
         return avx512::depthwise_backward_input_stride2_wide_rows_f32(p, dy, w, dx);
       return avx512::depthwise_backward_input_f32(p, dy, w, dx);
     case Isa::Avx2: return avx2::depthwise_backward_input_f32(p, dy, w, dx);

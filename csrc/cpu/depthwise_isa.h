@@ -31,7 +31,6 @@ void depthwise_forward_wide_rows_f32(const ConvParams& p, const float* x, const 
 void depthwise_backward_weight_wide_rows_f32(const ConvParams& p, const float* dy, const float* x,
                                              float* dw);
 // stride 2 (stride 1's input gradient is the forward above over dy, kernels turned)
-bool depthwise_wide_rows_stride2_apply(const ConvParams& p);
 void depthwise_backward_input_stride2_wide_rows_f32(const ConvParams& p, const float* dy,
                                                     const float* w, float* dx);
 }

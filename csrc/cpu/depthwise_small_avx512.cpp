@@ -3,10 +3,10 @@
 //  - small maps, a padded row in one vector (stride 1: up to 16 padded columns, e.g. 14x14 with
 //    pad 1, or 7x7) or two (stride 2: up to 32, e.g. 28x28 -> 14x14): forward and weight
 //    gradient over the tap vectors of the whole plane;
-//  - rows of up to 8 vectors (128 padded columns), stride 1: forward and weight gradient over a
-//    rolling window of three rows' tap vectors (WideRows); stride 2's input gradient over a
-//    window of three padded rows of sums. Stride 1's input gradient is the forward over dy with
-//    the kernels turned (depthwise.cpp).
+//  - rows of up to 8 vectors (128 padded columns), stride 1 or 2: forward and weight gradient
+//    over a rolling window of three rows' tap vectors (WideRows); stride 2's input gradient over
+//    a window of three padded rows of sums. Stride 1's input gradient is the forward over dy
+//    with the kernels turned (depthwise.cpp).
 //
 // Why: MobileNet's depthwise layers ran at 19-67% of the streaming bandwidth, the late ones (14x14
 // and 7x7 maps, 512-1024 channels) at half of PyTorch's speed, on the row kernels of
@@ -160,27 +160,31 @@ void weight_gradient(const ConvParams& p, const float* dy, const float* x, float
   }
 }
 
-// Wider maps, stride 1: a padded row in NV vectors (up to 16 NV columns), three rows' tap
-// vectors kept in a rolling window, the same nine FMAs per output vector. 2 threads: (8,128,56,56)
-// 1.37 -> 0.66 ms, (8,32,112,112) 1.11 -> 0.63 against the ring-buffer row kernels of
-// depthwise_impl.inc (the same sums: bit-identical), which copy each row into the ring first.
-template <int PL, int NV>
+// Wider maps: a padded row in NV vectors (up to 16 NV columns), three rows' tap vectors kept in a
+// rolling window, the same nine FMAs per output vector. Against the ring-buffer row kernels of
+// depthwise_impl.inc (the same sums: bit-identical), which copy each row into the ring first:
+// stride 1, 2 threads, (8,128,56,56) 1.37 -> 0.66 ms, (8,32,112,112) 1.11 -> 0.63; stride 2,
+// one thread, (8,64,112,112) 2.04 -> 1.70 ms, (2,128,56,56) 0.35 -> 0.12.
+template <int SW, int PL, int NV>
 struct WideRows {
+  static constexpr int kOutVectors = SW == 1 ? NV : (NV + 1) / 2;  // output vectors per row
+  static constexpr int kPreloaded = 3 - SW;  // rows a window holds before output row 0
   __mmask16 in_mask[NV];
   explicit WideRows(const ConvParams& p) {
     for (int v = 0; v < NV; ++v) in_mask[v] = low_lanes(std::clamp<int64_t>(p.w - 16 * v, 0, 16));
   }
-  // t[kx][v]: padded row r (of the plane x), columns 16 v + kx ..
+  // t[kx][v]: padded row r (of the plane x) at columns (16 v + j) * SW + kx for lane j, for the
+  // kOutVectors output vectors v
   void load(const ConvParams& p, const float* x, int64_t r, __m512 (*t)[NV]) const {
     const int64_t iy = r - p.pad_top;
     if (iy < 0 || iy >= p.h) {
       for (int kx = 0; kx < 3; ++kx)
-        for (int v = 0; v < NV; ++v) t[kx][v] = _mm512_setzero_ps();
+        for (int v = 0; v < kOutVectors; ++v) t[kx][v] = _mm512_setzero_ps();
       return;
     }
     const __m512i zi = _mm512_setzero_si512();
     const float* row = x + iy * p.w;
-    __m512i padded[NV + 1];
+    __m512i padded[NV + 2];
     __m512i prev = zi;
     for (int v = 0; v < NV; ++v) {
       const __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(in_mask[v], row + 16 * v));
@@ -188,30 +192,47 @@ struct WideRows {
       prev = u;
     }
     padded[NV] = PL == 0 ? zi : _mm512_alignr_epi32(zi, prev, (16 - PL) & 15);
-    for (int v = 0; v < NV; ++v) {
-      t[0][v] = _mm512_castsi512_ps(padded[v]);
-      t[1][v] = _mm512_castsi512_ps(_mm512_alignr_epi32(padded[v + 1], padded[v], 1));
-      t[2][v] = _mm512_castsi512_ps(_mm512_alignr_epi32(padded[v + 1], padded[v], 2));
+    padded[NV + 1] = zi;
+    if constexpr (SW == 1) {
+      for (int v = 0; v < NV; ++v) {
+        t[0][v] = _mm512_castsi512_ps(padded[v]);
+        t[1][v] = _mm512_castsi512_ps(_mm512_alignr_epi32(padded[v + 1], padded[v], 1));
+        t[2][v] = _mm512_castsi512_ps(_mm512_alignr_epi32(padded[v + 1], padded[v], 2));
+      }
+    } else {  // the even, odd and next even columns of each 32
+      const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+      const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+      const __m512i next_even = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
+      for (int v = 0; v < kOutVectors; ++v) {
+        const __m512 lo = _mm512_castsi512_ps(padded[2 * v]);
+        const __m512 hi = _mm512_castsi512_ps(padded[2 * v + 1]);
+        const __m512 e = _mm512_permutex2var_ps(lo, even, hi);
+        t[0][v] = e;
+        t[1][v] = _mm512_permutex2var_ps(lo, odd, hi);
+        t[2][v] = _mm512_permutex2var_ps(e, next_even, _mm512_castsi512_ps(padded[2 * v + 2]));
+      }
     }
   }
 };
 
-template <int PL, int NV>
+template <int SW, int PL, int NV>
 void wide_plane(const ConvParams& p, const float* x, const float* wk, float bias, float* y) {
-  const WideRows<PL, NV> rows_of(p);
-  __mmask16 out_mask[NV];
-  for (int v = 0; v < NV; ++v) out_mask[v] = low_lanes(std::clamp<int64_t>(p.out_w - 16 * v, 0, 16));
+  using Rows = WideRows<SW, PL, NV>;
+  constexpr int NO = Rows::kOutVectors;
+  const Rows rows_of(p);
+  __mmask16 out_mask[NO];
+  for (int v = 0; v < NO; ++v) out_mask[v] = low_lanes(std::clamp<int64_t>(p.out_w - 16 * v, 0, 16));
   __m512 wv[9];
   for (int t = 0; t < 9; ++t) wv[t] = _mm512_set1_ps(wk[t]);
   const __m512 bv = _mm512_set1_ps(bias);
-  __m512 win[3][3][NV];  // [row of the window][kx][vector]
-  rows_of.load(p, x, 0, win[0]);
-  rows_of.load(p, x, 1, win[1]);
+  __m512 win[3][3][NV];  // [padded row % 3][kx][vector]
+  for (int r = 0; r < Rows::kPreloaded; ++r) rows_of.load(p, x, r, win[r]);
   for (int64_t oy = 0; oy < p.out_h; ++oy) {
-    rows_of.load(p, x, oy + 2, win[(oy + 2) % 3]);
-    const int rows[3] = {int(oy % 3), int((oy + 1) % 3), int((oy + 2) % 3)};
+    const int64_t r0 = oy * SW;
+    for (int64_t r = r0 + Rows::kPreloaded; r < r0 + 3; ++r) rows_of.load(p, x, r, win[r % 3]);
+    const int rows[3] = {int(r0 % 3), int((r0 + 1) % 3), int((r0 + 2) % 3)};
     float* out = y + oy * p.out_w;
-    for (int v = 0; v < NV; ++v) {
+    for (int v = 0; v < NO; ++v) {
       __m512 acc = bv;
       for (int ky = 0; ky < 3; ++ky)
         for (int kx = 0; kx < 3; ++kx)
@@ -223,12 +244,14 @@ void wide_plane(const ConvParams& p, const float* x, const float* wk, float bias
 
 // The weight gradient over the same rolling window: per output row and vector, the dy vector
 // (zero past out_w) times each tap vector into nine sums; a channel per thread, images in order.
-template <int PL, int NV>
+template <int SW, int PL, int NV>
 void wide_weight_gradient(const ConvParams& p, const float* dy, const float* x, float* dw) {
+  using Rows = WideRows<SW, PL, NV>;
+  constexpr int NO = Rows::kOutVectors;
   const int64_t in_plane = p.h * p.w, out_plane = p.out_h * p.out_w;
-  const WideRows<PL, NV> rows_of(p);
-  __mmask16 out_mask[NV];
-  for (int v = 0; v < NV; ++v) out_mask[v] = low_lanes(std::clamp<int64_t>(p.out_w - 16 * v, 0, 16));
+  const Rows rows_of(p);
+  __mmask16 out_mask[NO];
+  for (int v = 0; v < NO; ++v) out_mask[v] = low_lanes(std::clamp<int64_t>(p.out_w - 16 * v, 0, 16));
 #pragma omp parallel for schedule(static) num_threads(num_threads())
   for (int64_t c = 0; c < p.c; ++c) {
     if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
@@ -238,12 +261,12 @@ void wide_weight_gradient(const ConvParams& p, const float* dy, const float* x, 
     for (int64_t n = 0; n < p.n; ++n) {
       const float* xp = x + (n * p.c + c) * in_plane;
       const float* dyp = dy + (n * p.c + c) * out_plane;
-      rows_of.load(p, xp, 0, win[0]);
-      rows_of.load(p, xp, 1, win[1]);
+      for (int r = 0; r < Rows::kPreloaded; ++r) rows_of.load(p, xp, r, win[r]);
       for (int64_t oy = 0; oy < p.out_h; ++oy) {
-        rows_of.load(p, xp, oy + 2, win[(oy + 2) % 3]);
-        const int rows[3] = {int(oy % 3), int((oy + 1) % 3), int((oy + 2) % 3)};
-        for (int v = 0; v < NV; ++v) {
+        const int64_t r0 = oy * SW;
+        for (int64_t r = r0 + Rows::kPreloaded; r < r0 + 3; ++r) rows_of.load(p, xp, r, win[r % 3]);
+        const int rows[3] = {int(r0 % 3), int((r0 + 1) % 3), int((r0 + 2) % 3)};
+        for (int v = 0; v < NO; ++v) {
           const __m512 d = _mm512_maskz_loadu_ps(out_mask[v], dyp + oy * p.out_w + 16 * v);
           for (int ky = 0; ky < 3; ++ky)
             for (int kx = 0; kx < 3; ++kx)
@@ -280,18 +303,25 @@ void wide_dispatch(const ConvParams& p, Args... args) {
   }
 }
 
-template <int PL, int NV>
+template <int SW>
 struct WideForward {
-  static void run(const ConvParams& p, const float* x, const float* w, const float* bias, float* y) {
-    each_plane(p, x, w, bias, y, &wide_plane<PL, NV>);
-  }
+  template <int PL, int NV>
+  struct Fn {
+    static void run(const ConvParams& p, const float* x, const float* w, const float* bias,
+                    float* y) {
+      each_plane(p, x, w, bias, y, &wide_plane<SW, PL, NV>);
+    }
+  };
 };
 
-template <int PL, int NV>
+template <int SW>
 struct WideWeightGradient {
-  static void run(const ConvParams& p, const float* dy, const float* x, float* dw) {
-    wide_weight_gradient<PL, NV>(p, dy, x, dw);
-  }
+  template <int PL, int NV>
+  struct Fn {
+    static void run(const ConvParams& p, const float* dy, const float* x, float* dw) {
+      wide_weight_gradient<SW, PL, NV>(p, dy, x, dw);
+    }
+  };
 };
 
 // Stride 2's input gradient (stride 1's is a forward over dy, see depthwise.cpp) on rows of NV
@@ -420,27 +450,24 @@ void depthwise_backward_weight_small_map_f32(const ConvParams& p, const float* d
   dispatch_pad_weight<2>(p, dy, x, dw);
 }
 
+// Stride 1 or 2, 3x3, multiplier 1, pads up to 2, up to 128 padded columns.
 bool depthwise_wide_rows_apply(const ConvParams& p) {
   return p.channel_multiplier() == 1 && p.kh == 3 && p.kw == 3 && p.dil_h == 1 && p.dil_w == 1 &&
-         p.stride_h == 1 && p.stride_w == 1 && p.pad_left <= 2 && p.pad_top <= 2 &&
-         p.pad_bottom <= 2 && p.pad_right <= 2 && p.w + p.pad_left + p.pad_right <= 128 &&
-         p.h + p.pad_top + p.pad_bottom >= 3;
+         p.stride_h == p.stride_w && (p.stride_w == 1 || p.stride_w == 2) && p.pad_left <= 2 &&
+         p.pad_top <= 2 && p.pad_bottom <= 2 && p.pad_right <= 2 &&
+         p.w + p.pad_left + p.pad_right <= 128;
 }
 
 void depthwise_forward_wide_rows_f32(const ConvParams& p, const float* x, const float* w,
                                      const float* bias, float* y) {
-  wide_dispatch<WideForward>(p, x, w, bias, y);
+  if (p.stride_w == 1) return wide_dispatch<WideForward<1>::Fn>(p, x, w, bias, y);
+  wide_dispatch<WideForward<2>::Fn>(p, x, w, bias, y);
 }
 
 void depthwise_backward_weight_wide_rows_f32(const ConvParams& p, const float* dy, const float* x,
                                              float* dw) {
-  wide_dispatch<WideWeightGradient>(p, dy, x, dw);
-}
-
-bool depthwise_wide_rows_stride2_apply(const ConvParams& p) {
-  return p.channel_multiplier() == 1 && p.kh == 3 && p.kw == 3 && p.dil_h == 1 && p.dil_w == 1 &&
-         p.stride_h == 2 && p.stride_w == 2 && p.pad_left <= 2 && p.pad_top <= 2 &&
-         p.pad_bottom <= 2 && p.pad_right <= 2 && p.w + p.pad_left + p.pad_right <= 128;
+  if (p.stride_w == 1) return wide_dispatch<WideWeightGradient<1>::Fn>(p, dy, x, dw);
+  wide_dispatch<WideWeightGradient<2>::Fn>(p, dy, x, dw);
 }
 
 void depthwise_backward_input_stride2_wide_rows_f32(const ConvParams& p, const float* dy,
