@@ -283,3 +283,32 @@ def test_deep_conv_net_trains_on_cupy(rng):
     assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
     assert isinstance(gpu_net.predict(gx), cp.ndarray)
     assert 0.0 <= gpu_net.accuracy(gx, gt) <= 1.0
+
+
+# ---- chapter 8: style transfer on CuPy ------------------------------------------------------------
+
+def test_style_transfer_on_cupy(rng):
+    """StyleLoss on CuPy images (the network's NumPy weights copied to the device once) gives the
+    CPU loss and gradient to float32 accuracy, and stylize(device='gpu') lowers the loss with Adam
+    and with L-BFGS, returning a host uint8 image."""
+    from convcore.apps import style as S
+    from test_style import _images, _tiny_net
+
+    net = _tiny_net(rng, np.float32)
+    content, style_img, image = (a.astype(np.float32) for a in _images(rng, 21, 19))
+    cpu_loss = S.StyleLoss(net, content, style_img, content_weight=0.3, tv_weight=0.02)
+    gpu_loss = S.StyleLoss(net, cp.asarray(content), cp.asarray(style_img), content_weight=0.3,
+                           tv_weight=0.02)
+    loss, grad, _ = cpu_loss(image)
+    g_loss, g_grad, g_parts = gpu_loss(cp.asarray(image))
+    assert isinstance(g_grad, cp.ndarray)
+    assert abs(g_loss - loss) <= 1e-4 * abs(loss)
+    assert_close(cp.asnumpy(g_grad), grad.astype(np.float64), "style gradient on cupy", 1e-4)
+
+    cimg = (rng.random((24, 20, 3)) * 255).astype(np.uint8)
+    simg = (rng.random((24, 20, 3)) * 255).astype(np.uint8)
+    for optimizer in ("adam", "lbfgs"):
+        out, history = S.stylize(cimg, simg, net=net, width=20, iters=4, optimizer=optimizer,
+                                 progress=False, device="gpu")
+        assert isinstance(out, np.ndarray) and out.dtype == np.uint8 and out.shape == (24, 20, 3)
+        assert history[-1][1] < history[0][1], (optimizer, history)

@@ -268,3 +268,16 @@ def test_command_line(tmp_path, capsys):
     assert _read_png(out).shape == (69, 104, 3)
     assert (tmp_path / "cat_00002.png").exists()
     assert "4 iterations" in capsys.readouterr().out
+
+
+def test_stylize_device_argument(rng):
+    img = (rng.random((16, 16, 3)) * 255).astype(np.uint8)
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'gpu'"):
+        S.stylize(img, img, net=_tiny_net(rng, np.float32), width=16, iters=1, progress=False,
+                  device="tpu")
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        with pytest.raises(ValueError, match="device='gpu' needs CuPy"):
+            S.stylize(img, img, net=_tiny_net(rng, np.float32), width=16, iters=1,
+                      progress=False, device="gpu")

@@ -48,6 +48,8 @@ def _parser():
     p.add_argument("--init", default="noise", choices=("noise", "content"))
     p.add_argument("--save-every", type=int, default=0, help="write a PNG every N iterations")
     p.add_argument("--threads", type=int, help="convcore threads (default: all cores)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "gpu"),
+                   help="gpu: run on CuPy arrays (convcore built with CUDA); default cpu")
     p.add_argument("--convert-torchvision", metavar="STATE_DICT",
                    help="convert a torchvision VGG state_dict file to --weights (.npz) and exit")
     p.add_argument("--convert-caffe", metavar="CAFFEMODEL",
@@ -87,7 +89,7 @@ def main(argv=None):
         content_layers=parse(args.content_layers) if args.content_layers else None,
         style_layers=parse(args.style_layers) if args.style_layers else None,
         tv_weight=args.tv, normalize=args.normalize, init=args.init, out=args.out,
-        save_every=args.save_every)
+        save_every=args.save_every, device=args.device)
     seconds = time.perf_counter() - t0
     last = history[-1][1] if history else float("nan")
     print(f"{args.iters} iterations in {seconds:.1f} s, final loss {last:.4g}, wrote {args.out}")

@@ -31,6 +31,7 @@ import zlib
 import numpy as np
 
 from .. import _cpu
+from .._gpu import is_gpu_array
 from ..layers import _is_float_ndarray, _matmul
 from ..models.feature_nets import FeatureNet, feature_net
 from ..optim import Adam
@@ -150,9 +151,14 @@ def to_batch(image, dtype=np.float32):
     return np.ascontiguousarray(np.asarray(image, dtype).transpose(2, 0, 1)[None])
 
 
+def _to_host(x):
+    """A NumPy array of x (GPU arrays are copied to the host)."""
+    return x.get() if is_gpu_array(x) else np.asarray(x)
+
+
 def from_batch(x):
-    """(1, 3, H, W) pixels -> (H, W, 3) uint8."""
-    return np.clip(np.rint(x[0].transpose(1, 2, 0)), 0, 255).astype(np.uint8)
+    """(1, 3, H, W) pixels (NumPy or GPU array) -> (H, W, 3) uint8 NumPy array."""
+    return np.clip(np.rint(_to_host(x)[0].transpose(1, 2, 0)), 0, 255).astype(np.uint8)
 
 
 # ---- losses --------------------------------------------------------------------------------
@@ -326,7 +332,7 @@ def _progress(total, stream):
 def stylize(content, style, net="nin", weights=None, seed=0, width=435, iters=1000,
             optimizer="adam", lr=4.0, content_weight=None, content_layers=None,
             style_layers=None, tv_weight=0.0, normalize=None, init="noise", out=None,
-            save_every=0, progress=True, stream=None, callback=None):
+            save_every=0, progress=True, stream=None, callback=None, device="cpu"):
     """Optimise an image to match `content`'s features and `style`'s Gram matrices.
 
     content, style: (H, W, 3) images (uint8 or 0..255 floats); resized to `width` (the style
@@ -335,7 +341,9 @@ def stylize(content, style, net="nin", weights=None, seed=0, width=435, iters=10
     default on for random weights, off for trained ones. content_weight: default 0.005
     (chainer-gogh's lam) without normalisation, 1.0 with it. init: 'noise' (uniform +-20
     around mid grey, chainer-gogh's start) or 'content'. Writes `out` (PNG) at the end and,
-    with save_every = N > 0, out's stem + '_<iter>.png' every N iterations.
+    with save_every = N > 0, out's stem + '_<iter>.png' every N iterations. device: 'cpu', or
+    'gpu' to run on CuPy arrays (convcore's CUDA backend; the images and the network's weights
+    are copied to the current device once; `callback` then gets the image as a CuPy array).
     Returns (image (H, W, 3) uint8, history: list of (iteration, loss, parts)).
     """
     if isinstance(net, str):
@@ -350,12 +358,22 @@ def stylize(content, style, net="nin", weights=None, seed=0, width=435, iters=10
         raise ValueError(f"stylize: optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
     if init not in ("noise", "content"):
         raise ValueError(f"stylize: init must be 'noise' or 'content', got {init!r}")
+    if device not in ("cpu", "gpu"):
+        raise ValueError(f"stylize: device must be 'cpu' or 'gpu', got {device!r}")
+    if device == "gpu":
+        try:
+            import cupy as to_device_module
+        except ImportError:
+            raise ValueError("stylize: device='gpu' needs CuPy (and convcore built with CUDA)") from None
+        to_device = to_device_module.asarray
+    else:
+        to_device = np.asarray
     content_px = resize(content, width)
     height = content_px.shape[0]
     style_px = resize(style, width, height)
     try:
-        loss_fn = StyleLoss(net, to_batch(content_px), to_batch(style_px), content_weight,
-                            content_layers, style_layers, tv_weight, normalize)
+        loss_fn = StyleLoss(net, to_device(to_batch(content_px)), to_device(to_batch(style_px)),
+                            content_weight, content_layers, style_layers, tv_weight, normalize)
     except ValueError as exc:
         if "would be empty" not in str(exc):
             raise
@@ -363,9 +381,9 @@ def stylize(content, style, net="nin", weights=None, seed=0, width=435, iters=10
                          f"{net.name!r} ({exc})") from None
     rng = np.random.default_rng(seed)
     if init == "content":
-        image = to_batch(content_px)
+        image = to_device(to_batch(content_px))
     else:
-        image = to_batch(128.0 + rng.uniform(-20, 20, content_px.shape))
+        image = to_device(to_batch(128.0 + rng.uniform(-20, 20, content_px.shape)))
     stream = stream if stream is not None else sys.stdout
     bar = _progress(iters, stream) if progress else None
     history = []
@@ -389,30 +407,31 @@ def stylize(content, style, net="nin", weights=None, seed=0, width=435, iters=10
             adam.step(image, grad)
             report(it, loss, parts, image)
     else:
-        image = _lbfgs(loss_fn, image, iters, report)
+        image = to_device(_lbfgs(loss_fn, image, iters, report, to_device))
     if out:
         write_png(out, from_batch(image))
     return from_batch(image), history
 
 
-def _lbfgs(loss_fn, image, iters, report):
-    """L-BFGS-B (SciPy) with the pixel box [0, 255] as bounds; SciPy works in float64."""
+def _lbfgs(loss_fn, image, iters, report, to_device=np.asarray):
+    """L-BFGS-B (SciPy) with the pixel box [0, 255] as bounds; SciPy works in float64 on the
+    host, the loss on the image's device (`to_device` moves a host image there)."""
     from scipy.optimize import Bounds, minimize
     shape, dtype = image.shape, image.dtype
     count = [0]
     last = {}
 
     def fun(flat):
-        loss, grad, parts = loss_fn(flat.reshape(shape).astype(dtype))
+        loss, grad, parts = loss_fn(to_device(flat.reshape(shape).astype(dtype)))
         last.update(loss=loss, parts=parts)
-        return loss, grad.astype(np.float64).ravel()
+        return loss, _to_host(grad).astype(np.float64).ravel()
 
     def step(flat):
         # the last evaluation is at the accepted point: L-BFGS-B's line search ends there
         count[0] += 1
-        report(count[0], last["loss"], last["parts"], flat.reshape(shape).astype(dtype))
+        report(count[0], last["loss"], last["parts"], to_device(flat.reshape(shape).astype(dtype)))
 
-    result = minimize(fun, image.astype(np.float64).ravel(), jac=True, method="L-BFGS-B",
-                      bounds=Bounds(0.0, 255.0), callback=step,
+    result = minimize(fun, _to_host(image).astype(np.float64).ravel(), jac=True,
+                      method="L-BFGS-B", bounds=Bounds(0.0, 255.0), callback=step,
                       options={"maxiter": iters, "maxcor": 10})
     return result.x.reshape(shape).astype(dtype)

@@ -72,7 +72,7 @@ class TorchStyleLoss:
                         for k, v in net.params.items()}
         self.content_weight = content_weight
         self.tv_weight = tv_weight
-        scale, shift = net._scale_shift(content.dtype)
+        scale, shift = net._scale_shift(content)
         self.scale, self.shift = torch.from_numpy(scale), torch.from_numpy(shift)
         with torch.no_grad():
             feats = self.features(torch.from_numpy(content), net.content_layers)

@@ -31,6 +31,7 @@ import numpy as np
 
 from .. import functional as F
 from .._frozen import FrozenWeights
+from .._gpu import array_namespace, is_gpu_array
 from ..init import he_normal
 from ..layers import _is_float_ndarray
 
@@ -121,8 +122,9 @@ class FeatureNet:
 
     The conv weights run as convcore.FrozenWeights snapshots, taken at first use per dtype, so
     their prepared forms (Winograd-transformed, turned for the input gradient) are built once
-    per run, not per call. Putting a new array into `params` takes effect at the next call;
-    editing one in place does not until `refresh()`."""
+    per run, not per call; on CuPy inputs (the CUDA backend) they are copied to the device once
+    instead. Putting a new array into `params` takes effect at the next call; editing one in
+    place does not until `refresh()`."""
 
     def __init__(self, name, spec, params, content_layers, style_layers, preprocess):
         self.name = name
@@ -139,18 +141,26 @@ class FeatureNet:
         """Drop the weight snapshots (after editing arrays of `params` in place)."""
         self._frozen = {}
 
-    def _weights(self, name, dtype):
-        """conv `name`'s W in `dtype`: its FrozenWeights snapshot for NumPy arrays (kept while
-        params holds the same array), the array itself for GPU arrays."""
-        W = self.params[name + "/W"]
-        if not isinstance(W, np.ndarray):
-            return W.astype(dtype, copy=False)
+    def _weights(self, name, like):
+        """conv `name`'s (W, b) for inputs like `like`: for NumPy inputs W as a FrozenWeights
+        snapshot in like's dtype; for GPU (CuPy) inputs both copied to the device once. Kept
+        while params holds the same arrays."""
+        W, b = self.params[name + "/W"], self.params[name + "/b"]
+        dtype = like.dtype
+        if is_gpu_array(like):
+            xp = array_namespace(like)
+            key = (name, np.dtype(dtype), "gpu")
+            entry = self._frozen.get(key)
+            if entry is None or entry[0] is not W or entry[1] is not b:
+                entry = (W, b, xp.asarray(W, dtype=dtype), xp.asarray(b, dtype=dtype))
+                self._frozen[key] = entry
+            return entry[2], entry[3]
         key = (name, np.dtype(dtype))
         entry = self._frozen.get(key)
         if entry is None or entry[0] is not W:
-            entry = (W, FrozenWeights(W.astype(dtype, copy=False)))
+            entry = (W, FrozenWeights(np.asarray(W).astype(dtype, copy=False)))
             self._frozen[key] = entry
-        return entry[1]
+        return entry[1], np.asarray(b).astype(dtype, copy=False)
 
     def _check_params(self):
         for op in self.convs():
@@ -177,21 +187,26 @@ class FeatureNet:
 
     # ---- pixels <-> network input ----------------------------------------------------------
 
-    def _scale_shift(self, dtype):
+    def _scale_shift(self, like):
+        """(scale, shift) per channel, (1, 3, 1, 1) arrays of like's dtype and array library."""
         kind, mean = self.preprocess
+        dtype = like.dtype
         mean = np.asarray(mean, dtype).reshape(1, 3, 1, 1)
         if kind == "torch":
             std = np.asarray(TORCH_STD, dtype).reshape(1, 3, 1, 1)
-            return 1.0 / (255.0 * std), np.asarray(TORCH_MEAN, dtype).reshape(1, 3, 1, 1) / std
-        return np.ones((1, 3, 1, 1), dtype), mean
+            scale, shift = 1.0 / (255.0 * std), np.asarray(TORCH_MEAN, dtype).reshape(1, 3, 1, 1) / std
+        else:
+            scale, shift = np.ones((1, 3, 1, 1), dtype), mean
+        xp = array_namespace(like)
+        return xp.asarray(scale.astype(dtype)), xp.asarray(shift.astype(dtype))
 
     def to_input(self, pixels):
         """(N, 3, H, W) RGB pixels in 0..255 -> the network's input."""
-        scale, shift = self._scale_shift(pixels.dtype)
+        scale, shift = self._scale_shift(pixels)
         return pixels * scale - shift
 
     def input_grad_to_pixels(self, dx):
-        scale, _ = self._scale_shift(dx.dtype)
+        scale, _ = self._scale_shift(dx)
         return dx * scale
 
     # ---- forward / backward ----------------------------------------------------------------
@@ -205,12 +220,12 @@ class FeatureNet:
             raise ValueError(f"FeatureNet {self.name}: unknown layers {sorted(unknown)}; "
                              f"layers are {self.layer_names()}")
         last = max(self.layer_names().index(t) for t in taps)
-        x = np.ascontiguousarray(x)
+        xp = array_namespace(x)
+        x = xp.ascontiguousarray(x)
         cache, out = [], {}
         for op in self.spec[:last + 1]:
             if op["op"] == "conv":
-                W = self._weights(op["name"], x.dtype)
-                b = self.params[op["name"] + "/b"].astype(x.dtype, copy=False)
+                W, b = self._weights(op["name"], x)
                 y = F.conv2d(x, W, b, stride=op["stride"], padding=op["pad"])
             elif op["op"] == "relu":  # native and threaded for NumPy arrays; CuPy's own otherwise
                 # in place when x is the previous conv's output and not a tap (VGG's features
@@ -218,7 +233,7 @@ class FeatureNet:
                 in_place = _is_float_ndarray(x) and cache and cache[-1][0]["op"] == "conv" \
                     and out.get(cache[-1][0]["name"]) is not x
                 y = F.relu(x, out=x if in_place else None) if _is_float_ndarray(x) \
-                    else np.maximum(x, 0)
+                    else xp.maximum(x, 0)
             else:
                 y = F.avg_pool2d(x, op["k"], stride=op["stride"])
             # relu backward needs only its output; conv and pool need their input
@@ -245,9 +260,10 @@ class FeatureNet:
                     dy = dy + extra
             if dy is None:      # nothing reads this layer or anything after it
                 continue
+            xp = array_namespace(dy)
             if op["op"] == "conv":
-                W = self._weights(op["name"], saved.dtype)
-                dy, _, _ = F.conv2d_backward(np.ascontiguousarray(dy), saved, W,
+                W, _ = self._weights(op["name"], saved)
+                dy, _, _ = F.conv2d_backward(xp.ascontiguousarray(dy), saved, W,
                                              stride=op["stride"], padding=op["pad"],
                                              need=("x",))
             elif op["op"] == "relu":
@@ -257,9 +273,9 @@ class FeatureNet:
                     own = dy is not extra
                     dy = F.relu_backward(dy, saved, out=dy if own and dy.flags.writeable else None)
                 else:
-                    dy = np.where(saved > 0, dy, dy.dtype.type(0))
+                    dy = xp.where(saved > 0, dy, dy.dtype.type(0))
             else:
-                dy = F.avg_pool2d_backward(np.ascontiguousarray(dy), saved, op["k"],
+                dy = F.avg_pool2d_backward(xp.ascontiguousarray(dy), saved, op["k"],
                                            stride=op["stride"])
         return dy
 
