@@ -398,3 +398,27 @@ def test_separable_matches_pytorch(rng):
     mid = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w_dw), None, 2, (1, 2), 1, 4)
     yt = torch.nn.functional.conv2d(mid, torch.from_numpy(w_pw), torch.from_numpy(b)).numpy()
     assert_close(F.separable_conv2d(x, w_dw, w_pw, b, stride=2, padding=(1, 2)), yt, "vs torch", 1e-5)
+
+
+def test_sepconv2d_1d_rows_in_registers_exact(rng):
+    """Stride-1 rank-1 kernels up to 8 taps with left pads up to 3 and padded rows up to 128
+    columns run in registers on AVX-512 (depthwise_small_avx512.cpp, rank1_plane): every left
+    pad, kernel sizes 1-8 (even ones too), rows filling the vectors exactly or by one, and one
+    past the limit (the ring-buffer kernels). Small integers: exact against the 2-D form."""
+    from isa import forced_isa
+    for isa in ("scalar", "avx2", "avx512"):
+        with forced_isa(isa):
+            for kh, kw, pads in [(7, 7, (3, 3, 3, 3)), (3, 5, (1, 0, 2, 2)), (8, 8, (0, 3, 3, 0)),
+                                 (1, 3, (0, 0, 1, 1)), (5, 1, (2, 2, 0, 0)), (2, 6, (1, 1, 0, 3))]:
+                extra = pads[2] + pads[3]
+                for width in (9, 16 - extra, 17 - extra, 60, 128 - extra, 129 - extra):
+                    c, height = 3, 11
+                    x = small_ints(rng, (2, c, height, width), np.float32)
+                    w_col = small_ints(rng, (c, kh), np.float32)
+                    w_row = small_ints(rng, (c, kw), np.float32)
+                    b = small_ints(rng, (c,), np.float32)
+                    w2 = ref.outer_kernel(w_col, w_row).astype(np.float32)
+                    np.testing.assert_array_equal(
+                        F.sepconv2d_1d(x, w_col, w_row, b, padding=pads),
+                        F.conv2d(x, w2, b, padding=pads, groups=c, algo="reference"),
+                        err_msg=f"isa={isa} k=({kh},{kw}) pads={pads} width={width}")

@@ -26,6 +26,11 @@ void depthwise_forward_small_map_f32(const ConvParams& p, const float* x, const 
 void depthwise_backward_weight_small_map_f32(const ConvParams& p, const float* dy, const float* x,
                                              float* dw);
 bool depthwise_wide_rows_apply(const ConvParams& p);
+// the separable 1-D form (outer(w_col, w_row)), strides and dilations 1, up to 8 taps each way
+bool depthwise_rank1_in_registers_applies(const ConvParams& col, const ConvParams& row);
+void depthwise_rank1_forward_in_registers_f32(const ConvParams& col, const ConvParams& row,
+                                              const float* x, const float* w_col,
+                                              const float* w_row, const float* bias, float* y);
 void depthwise_forward_wide_rows_f32(const ConvParams& p, const float* x, const float* w,
                                      const float* bias, float* y);
 void depthwise_backward_weight_wide_rows_f32(const ConvParams& p, const float* dy, const float* x,

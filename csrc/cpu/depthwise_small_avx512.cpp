@@ -165,6 +165,36 @@ void weight_gradient(const ConvParams& p, const float* dy, const float* x, float
 // depthwise_impl.inc (the same sums: bit-identical), which copy each row into the ring first:
 // stride 1, 2 threads, (8,128,56,56) 1.37 -> 0.66 ms, (8,32,112,112) 1.11 -> 0.63; stride 2,
 // one thread, (8,64,112,112) 2.04 -> 1.70 ms, (2,128,56,56) 0.35 -> 0.12.
+// padded[v], v < NV + 2: a row of input columns shifted right by PL lanes (the left padding),
+// masked past the row's end: padded column c (lane c % 16 of vector c / 16) is row[c - PL].
+template <int PL, int NV>
+inline void load_padded_row(const float* row, const __mmask16* in_mask, __m512i* padded) {
+  const __m512i zi = _mm512_setzero_si512();
+  __m512i prev = zi;
+  for (int v = 0; v < NV; ++v) {
+    const __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(in_mask[v], row + 16 * v));
+    padded[v] = PL == 0 ? u : _mm512_alignr_epi32(u, prev, (16 - PL) & 15);
+    prev = u;
+  }
+  padded[NV] = PL == 0 ? zi : _mm512_alignr_epi32(zi, prev, (16 - PL) & 15);
+  padded[NV + 1] = zi;
+}
+
+// v[j] shifted down by k lanes, continuing into next: (next:v) >> 32k bits, for k < 16
+inline __m512 shift_down(__m512 v, __m512 next, int k) {
+  const __m512i a = _mm512_castps_si512(v), b = _mm512_castps_si512(next);
+  switch (k) {
+    case 0: return v;
+    case 1: return _mm512_castsi512_ps(_mm512_alignr_epi32(b, a, 1));
+    case 2: return _mm512_castsi512_ps(_mm512_alignr_epi32(b, a, 2));
+    case 3: return _mm512_castsi512_ps(_mm512_alignr_epi32(b, a, 3));
+    case 4: return _mm512_castsi512_ps(_mm512_alignr_epi32(b, a, 4));
+    case 5: return _mm512_castsi512_ps(_mm512_alignr_epi32(b, a, 5));
+    case 6: return _mm512_castsi512_ps(_mm512_alignr_epi32(b, a, 6));
+    default: return _mm512_castsi512_ps(_mm512_alignr_epi32(b, a, 7));
+  }
+}
+
 template <int SW, int PL, int NV>
 struct WideRows {
   static constexpr int kOutVectors = SW == 1 ? NV : (NV + 1) / 2;  // output vectors per row
@@ -182,17 +212,8 @@ struct WideRows {
         for (int v = 0; v < kOutVectors; ++v) t[kx][v] = _mm512_setzero_ps();
       return;
     }
-    const __m512i zi = _mm512_setzero_si512();
-    const float* row = x + iy * p.w;
     __m512i padded[NV + 2];
-    __m512i prev = zi;
-    for (int v = 0; v < NV; ++v) {
-      const __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(in_mask[v], row + 16 * v));
-      padded[v] = PL == 0 ? u : _mm512_alignr_epi32(u, prev, (16 - PL) & 15);
-      prev = u;
-    }
-    padded[NV] = PL == 0 ? zi : _mm512_alignr_epi32(zi, prev, (16 - PL) & 15);
-    padded[NV + 1] = zi;
+    load_padded_row<PL, NV>(x + iy * p.w, in_mask, padded);
     if constexpr (SW == 1) {
       for (int v = 0; v < NV; ++v) {
         t[0][v] = _mm512_castsi512_ps(padded[v]);
@@ -299,9 +320,75 @@ void wide_dispatch(const ConvParams& p, Args... args) {
   switch (p.pad_left) {
     case 0: return by_nv(std::integral_constant<int, 0>{});
     case 1: return by_nv(std::integral_constant<int, 1>{});
-    default: return by_nv(std::integral_constant<int, 2>{});
+    case 2: return by_nv(std::integral_constant<int, 2>{});
+    default: return by_nv(std::integral_constant<int, 3>{});
   }
 }
+
+// A depthwise kernel given as outer(w_col, w_row) (the separable 1-D form, csrc/cpu/separable1d.h),
+// strides and dilations 1, kernels up to 8 taps, left pad up to 3 (`col` carries the row padding
+// too: it is the column pass over the padded width): per output row, the column pass sums the kh
+// rows of a rolling window into a middle row (in registers, vector by vector), and the row pass
+// adds its kw lane-shifted copies to the bias; kh + kw multiply-adds per output, in the order of
+// dw_forward_rank1 (column taps from zero, then row taps from the bias): bit-identical to it.
+template <int PL, int NV>
+void rank1_plane(const ConvParams& col, const ConvParams& row, const float* x, const float* w_col,
+                 const float* w_row, float bias, float* y) {
+  const int64_t kh = col.kh, kw = row.kw, out_w = row.out_w;
+  __mmask16 in_mask[NV], out_mask[NV];
+  for (int v = 0; v < NV; ++v) {
+    in_mask[v] = low_lanes(std::clamp<int64_t>(col.w - 16 * v, 0, 16));
+    out_mask[v] = low_lanes(std::clamp<int64_t>(out_w - 16 * v, 0, 16));
+  }
+  __m512 wc[8], wr[8];
+  for (int64_t t = 0; t < kh; ++t) wc[t] = _mm512_set1_ps(w_col[t]);
+  for (int64_t t = 0; t < kw; ++t) wr[t] = _mm512_set1_ps(w_row[t]);
+  const __m512 bv = _mm512_set1_ps(bias);
+  __m512i win[8][NV + 2];  // padded input rows, slot = row % kh
+  auto load = [&](int64_t r) {
+    const int64_t iy = r - col.pad_top;
+    __m512i* dst = win[r % kh];
+    if (iy < 0 || iy >= col.h) {
+      for (int v = 0; v < NV + 2; ++v) dst[v] = _mm512_setzero_si512();
+    } else {
+      load_padded_row<PL, NV>(x + iy * col.w, in_mask, dst);
+    }
+  };
+  for (int64_t r = 0; r + 1 < kh; ++r) load(r);
+  for (int64_t oy = 0; oy < col.out_h; ++oy) {
+    load(oy + kh - 1);
+    __m512 mid[NV + 1];
+    for (int v = 0; v <= NV; ++v) {
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t t = 0; t < kh; ++t)
+        acc = _mm512_fmadd_ps(wc[t], _mm512_castsi512_ps(win[(oy + t) % kh][v]), acc);
+      mid[v] = acc;
+    }
+    float* out = y + oy * out_w;
+    for (int v = 0; v < NV; ++v) {
+      __m512 acc = bv;
+      for (int64_t t = 0; t < kw; ++t) acc = _mm512_fmadd_ps(wr[t], shift_down(mid[v], mid[v + 1], int(t)), acc);
+      _mm512_mask_storeu_ps(out + 16 * v, out_mask[v], acc);
+    }
+  }
+}
+
+template <int PL, int NV>
+struct Rank1Forward {
+  static void run(const ConvParams& row, const ConvParams* col_p, const float* x,
+                  const float* w_col, const float* w_row, const float* bias, float* y) {
+    const ConvParams& col = *col_p;
+    const int64_t planes = col.n * col.c, in_plane = col.h * col.w;
+    const int64_t out_plane = row.out_h * row.out_w;
+#pragma omp parallel for schedule(static) num_threads(num_threads())
+    for (int64_t i = 0; i < planes; ++i) {
+      if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
+      const int64_t c = i % col.c;
+      rank1_plane<PL, NV>(col, row, x + i * in_plane, w_col + c * col.kh, w_row + c * row.kw,
+                          bias ? bias[c] : 0.0f, y + i * out_plane);
+    }
+  }
+};
 
 template <int SW>
 struct WideForward {
@@ -473,6 +560,19 @@ void depthwise_backward_weight_wide_rows_f32(const ConvParams& p, const float* d
 void depthwise_backward_input_stride2_wide_rows_f32(const ConvParams& p, const float* dy,
                                                     const float* w, float* dx) {
   wide_dispatch<WideInputGradientStride2>(p, dy, w, dx);
+}
+
+bool depthwise_rank1_in_registers_applies(const ConvParams& col, const ConvParams& row) {
+  return col.stride_h == 1 && col.dil_h == 1 && row.stride_w == 1 && row.dil_w == 1 &&
+         col.kh <= 8 && row.kw <= 8 && row.pad_left <= 3 && row.pad_right <= 8 &&
+         row.w + row.pad_left + row.pad_right <= 128;
+}
+
+void depthwise_rank1_forward_in_registers_f32(const ConvParams& col, const ConvParams& row,
+                                              const float* x, const float* w_col,
+                                              const float* w_row, const float* bias, float* y) {
+  // the row pass's padding and width pick the template (wide_dispatch reads them from `row`)
+  wide_dispatch<Rank1Forward>(row, &col, x, w_col, w_row, bias, y);
 }
 
 }  // namespace convcore::cpu::avx512

@@ -173,7 +173,11 @@ void separable1d_forward(const Separable1dParams& sp, const T* x, const T* w_col
     // baseline x86-64 only and would lose to our own AVX2/AVX-512 2-D depthwise kernel.
     if (sp.row.stride_w == 1) {
       switch (active_isa()) {
-        case Isa::Avx512: return avx512::depthwise_rank1_forward_f32(sp.col, sp.row, x, w_col, w_row, bias, y);
+        case Isa::Avx512:
+          if (avx512::depthwise_rank1_in_registers_applies(sp.col, sp.row))
+            return avx512::depthwise_rank1_forward_in_registers_f32(sp.col, sp.row, x, w_col, w_row,
+                                                                    bias, y);
+          return avx512::depthwise_rank1_forward_f32(sp.col, sp.row, x, w_col, w_row, bias, y);
         case Isa::Avx2: return avx2::depthwise_rank1_forward_f32(sp.col, sp.row, x, w_col, w_row, bias, y);
         default: break;
       }
