@@ -6,7 +6,9 @@
 //  - rows of up to 8 vectors (128 padded columns), stride 1 or 2: forward and weight gradient
 //    over a rolling window of three rows' tap vectors (WideRows); stride 2's input gradient over
 //    a window of three padded rows of sums. Stride 1's input gradient is the forward over dy
-//    with the kernels turned (depthwise.cpp).
+//    with the kernels turned (depthwise.cpp);
+//  - the separable 1-D form (rank-1 kernels up to 8 taps each way, stride 1): the column pass
+//    over a rolling window of kh padded rows into middle-row vectors, the row pass by lane shifts.
 //
 // Why: MobileNet's depthwise layers ran at 19-67% of the streaming bandwidth, the late ones (14x14
 // and 7x7 maps, 512-1024 channels) at half of PyTorch's speed, on the row kernels of
