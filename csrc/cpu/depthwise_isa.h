@@ -17,27 +17,22 @@
 CONVCORE_DECLARE_DEPTHWISE_F32(avx2)
 CONVCORE_DECLARE_DEPTHWISE_F32(avx512)
 
-// Small maps with a padded row in one or two 512-bit vectors (depthwise_small_avx512.cpp):
-// 3x3, multiplier 1, stride 1 or 2, pads up to 2.
+// 3x3 depthwise (multiplier 1, stride 1 or 2, pads up to 2, padded rows up to 128 columns) with
+// whole input rows in 512-bit registers (depthwise_small_avx512.cpp): forward, weight gradient,
+// and stride 2's input gradient (stride 1's is the forward over dy with the kernels turned).
+// Also the separable 1-D form (outer(w_col, w_row)), strides and dilations 1, up to 8 taps.
 namespace convcore::cpu::avx512 {
-bool depthwise_small_map_applies(const ConvParams& p);
-void depthwise_forward_small_map_f32(const ConvParams& p, const float* x, const float* w,
-                                     const float* bias, float* y);
-void depthwise_backward_weight_small_map_f32(const ConvParams& p, const float* dy, const float* x,
-                                             float* dw);
-bool depthwise_wide_rows_apply(const ConvParams& p);
-// the separable 1-D form (outer(w_col, w_row)), strides and dilations 1, up to 8 taps each way
+bool depthwise_in_registers_applies(const ConvParams& p);
+void depthwise_forward_in_registers_f32(const ConvParams& p, const float* x, const float* w,
+                                        const float* bias, float* y);
+void depthwise_backward_weight_in_registers_f32(const ConvParams& p, const float* dy,
+                                                const float* x, float* dw);
+void depthwise_backward_input_stride2_in_registers_f32(const ConvParams& p, const float* dy,
+                                                       const float* w, float* dx);
 bool depthwise_rank1_in_registers_applies(const ConvParams& col, const ConvParams& row);
 void depthwise_rank1_forward_in_registers_f32(const ConvParams& col, const ConvParams& row,
                                               const float* x, const float* w_col,
                                               const float* w_row, const float* bias, float* y);
-void depthwise_forward_wide_rows_f32(const ConvParams& p, const float* x, const float* w,
-                                     const float* bias, float* y);
-void depthwise_backward_weight_wide_rows_f32(const ConvParams& p, const float* dy, const float* x,
-                                             float* dw);
-// stride 2 (stride 1's input gradient is the forward above over dy, kernels turned)
-void depthwise_backward_input_stride2_wide_rows_f32(const ConvParams& p, const float* dy,
-                                                    const float* w, float* dx);
 }
 
 // Defines the three entry points of one ISA namespace from depthwise_impl.inc (T = float).

@@ -513,13 +513,8 @@ void dispatch_pad_weight(const ConvParams& p, const float* dy, const float* x, f
   }
 }
 
-}  // namespace
-
-bool depthwise_small_map_applies(const ConvParams& p) {
-  if (p.channel_multiplier() != 1 || p.kh != 3 || p.kw != 3 || p.dil_h != 1 || p.dil_w != 1)
-    return false;
-  if (p.stride_h != p.stride_w || (p.stride_w != 1 && p.stride_w != 2)) return false;
-  if (p.pad_left > 2 || p.pad_top > 2 || p.pad_bottom > 2 || p.pad_right > 2) return false;
+bool small_map_applies(const ConvParams& p) {
+  if (!depthwise_in_registers_applies(p)) return false;
   const int64_t wp = p.w + p.pad_left + p.pad_right, hp = p.h + p.pad_top + p.pad_bottom;
   // the last output reads padded columns up to (out_w - 1) * stride + 2, which must lie in the
   // vectors; the stride-2 odd/even split of 32 lanes leaves 16 per tap vector
@@ -527,40 +522,41 @@ bool depthwise_small_map_applies(const ConvParams& p) {
          (p.out_w - 1) * p.stride_w + 2 < 16 * p.stride_w;
 }
 
-void depthwise_forward_small_map_f32(const ConvParams& p, const float* x, const float* w,
-                                     const float* bias, float* y) {
-  if (p.stride_w == 1) return dispatch_pad<1>(p, x, w, bias, y);
-  dispatch_pad<2>(p, x, w, bias, y);
-}
+}  // namespace
 
-void depthwise_backward_weight_small_map_f32(const ConvParams& p, const float* dy, const float* x,
-                                             float* dw) {
-  if (p.stride_w == 1) return dispatch_pad_weight<1>(p, dy, x, dw);
-  dispatch_pad_weight<2>(p, dy, x, dw);
-}
-
-// Stride 1 or 2, 3x3, multiplier 1, pads up to 2, up to 128 padded columns.
-bool depthwise_wide_rows_apply(const ConvParams& p) {
+// Stride 1 or 2, 3x3, multiplier 1, pads up to 2, up to 128 padded columns (the wide-row kernels;
+// maps whose padded rows fit one or two vectors take the small-map ones).
+bool depthwise_in_registers_applies(const ConvParams& p) {
   return p.channel_multiplier() == 1 && p.kh == 3 && p.kw == 3 && p.dil_h == 1 && p.dil_w == 1 &&
          p.stride_h == p.stride_w && (p.stride_w == 1 || p.stride_w == 2) && p.pad_left <= 2 &&
          p.pad_top <= 2 && p.pad_bottom <= 2 && p.pad_right <= 2 &&
          p.w + p.pad_left + p.pad_right <= 128;
 }
 
-void depthwise_forward_wide_rows_f32(const ConvParams& p, const float* x, const float* w,
-                                     const float* bias, float* y) {
-  if (p.stride_w == 1) return wide_dispatch<WideForward<1>::Fn>(p, x, w, bias, y);
+void depthwise_forward_in_registers_f32(const ConvParams& p, const float* x, const float* w,
+                                        const float* bias, float* y) {
+  const bool small = small_map_applies(p);
+  if (p.stride_w == 1) {
+    if (small) return dispatch_pad<1>(p, x, w, bias, y);
+    return wide_dispatch<WideForward<1>::Fn>(p, x, w, bias, y);
+  }
+  if (small) return dispatch_pad<2>(p, x, w, bias, y);
   wide_dispatch<WideForward<2>::Fn>(p, x, w, bias, y);
 }
 
-void depthwise_backward_weight_wide_rows_f32(const ConvParams& p, const float* dy, const float* x,
-                                             float* dw) {
-  if (p.stride_w == 1) return wide_dispatch<WideWeightGradient<1>::Fn>(p, dy, x, dw);
+void depthwise_backward_weight_in_registers_f32(const ConvParams& p, const float* dy,
+                                                const float* x, float* dw) {
+  const bool small = small_map_applies(p);
+  if (p.stride_w == 1) {
+    if (small) return dispatch_pad_weight<1>(p, dy, x, dw);
+    return wide_dispatch<WideWeightGradient<1>::Fn>(p, dy, x, dw);
+  }
+  if (small) return dispatch_pad_weight<2>(p, dy, x, dw);
   wide_dispatch<WideWeightGradient<2>::Fn>(p, dy, x, dw);
 }
 
-void depthwise_backward_input_stride2_wide_rows_f32(const ConvParams& p, const float* dy,
-                                                    const float* w, float* dx) {
+void depthwise_backward_input_stride2_in_registers_f32(const ConvParams& p, const float* dy,
+                                                       const float* w, float* dx) {
   wide_dispatch<WideInputGradientStride2>(p, dy, w, dx);
 }
 
