@@ -39,7 +39,8 @@ enum class ScratchSlot {
   WinogradTiles = 4,
   WinogradProducts = 5,
   ColumnMatrix = 6,
-  Count = 7
+  WinogradProductsT = 7,  // the tile-rows Winograd products, tiles x K
+  Count = 8
 };
 
 class ScratchFloats {

@@ -97,10 +97,6 @@ class PackBuffer {
 };
 thread_local PackBuffer t_a_pack, t_b_pack;
 
-}  // namespace
-
-namespace {
-
 // dst[p * width + r] = src[r * ld + p] for r < rows, p < kb: `rows` rows of a row-major
 // matrix, transposed into a micro-panel whose steps p are `width` floats apart. Groups of four
 // rows go through 4x4 SSE transposes (four row loads, four stores); element by element, the
