@@ -33,7 +33,6 @@ __all__ += _local_all
 
 def _conv_args(x, w, stride, padding, dilation, groups, op):
     x = as_array(x, op, "x")
-    w, _ = unfreeze(w)
     w = as_array(w, op, "w")
     check_ndim(x, 4, op, "x", "(N, C, H, W)")
     check_ndim(w, 4, op, "w", "(K, C/groups, kh, kw)")
@@ -67,7 +66,7 @@ def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, *, algo="
 
 def _conv2d(x, w, bias, stride, padding, dilation, groups, algo, op):
     """conv2d, with errors naming `op` (conv1d runs through here over (N, C, 1, L))."""
-    prepared = _prepared(w)
+    w, prepared = _unfrozen(w)
     x, w, stride, pad, dilation, groups = _conv_args(x, w, stride, padding, dilation, groups, op)
     b = None if bias is None else as_array(bias, op, "bias")
     return native(x).conv2d_forward(x, w, b, stride, pad, dilation, groups, _check_algo(algo, op), op,
@@ -82,7 +81,7 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1, *,
 
 
 def _conv2d_backward(dy, x, w, stride, padding, dilation, groups, need, algo, op):
-    prepared = _prepared(w)
+    w, prepared = _unfrozen(w)
     x, w, stride, pad, dilation, groups = _conv_args(x, w, stride, padding, dilation, groups, op)
     dy = as_array(dy, op, "dy")
     nx, nw, nb = need_flags(need, ("x", "w", "b"), op)
@@ -90,10 +89,11 @@ def _conv2d_backward(dy, x, w, stride, padding, dilation, groups, need, algo, op
                                      _check_algo(algo, op), op, **prepared)
 
 
-def _prepared(w):
-    """The keyword that hands a FrozenWeights' prepared forms to the CPU binding (none else)."""
-    _, handle = unfreeze(w)
-    return {} if handle is None else {"prepared": handle}
+def _unfrozen(w):
+    """(the weight array, the keywords handing a FrozenWeights' prepared forms to the CPU
+    binding: none for plain arrays)."""
+    w, handle = unfreeze(w)
+    return w, ({} if handle is None else {"prepared": handle})
 
 
 def select_algo(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
