@@ -1,4 +1,5 @@
 // The broadcast convolution of conv_broadcast_impl.inc compiled with avx512 flags (see CMakeLists.txt).
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
