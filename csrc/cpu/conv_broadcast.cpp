@@ -19,6 +19,7 @@
 #include "cpu/cpu_features.h"
 #include "cpu/parallel.h"
 #include "cpu/scratch.h"
+#include "cpu/vec_lanes.h"
 
 namespace convcore::cpu {
 

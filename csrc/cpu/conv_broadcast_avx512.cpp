@@ -1,5 +1,4 @@
 // The broadcast convolution of conv_broadcast_impl.inc compiled with avx512 flags (see CMakeLists.txt).
-#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -14,6 +13,7 @@
 #include "cpu/conv_broadcast.h"
 #include "cpu/parallel.h"
 #include "cpu/scratch.h"
+#include "cpu/vec_lanes.h"
 
 namespace convcore::cpu::avx512 {
 namespace {

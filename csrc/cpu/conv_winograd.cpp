@@ -30,6 +30,7 @@
 #include "cpu/parallel.h"
 #include "cpu/prepared_weights.h"
 #include "cpu/scratch.h"
+#include "cpu/vec_lanes.h"
 
 namespace convcore::cpu {
 

@@ -1,0 +1,96 @@
+// Lane helpers for the kernels written with GCC vector extensions (one source compiled per ISA):
+// a kVL x kVL transpose in registers, and loads/stores of the first n lanes of a vector.
+//
+// Everything here has internal linkage: each ISA's translation unit gets its own definitions,
+// built with that unit's flags (the masked forms exist only where the ISA has them), so the
+// AVX-512 unit's store_lanes<16> and the baseline unit's generic one are never the same symbol.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+#include <utility>
+
+namespace convcore::cpu {
+namespace {
+
+template <int L>
+struct LaneVec {
+  typedef float F __attribute__((vector_size(4 * L)));
+  typedef int32_t I __attribute__((vector_size(4 * L)));
+};
+
+// Round B of the transpose swaps the off-diagonal B x B blocks of every 2B x 2B block. Shuffle
+// masks over the concatenation (row i, row i + B) with bit B of i clear: row i keeps its lanes
+// without bit B and takes row i + B's lanes with it, moved down by B; row i + B the converse.
+template <int L, int B, int... Lane>
+typename LaneVec<L>::I swap_low_mask(std::integer_sequence<int, Lane...>) {
+  return typename LaneVec<L>::I{((Lane & B) ? L + Lane - B : Lane)...};
+}
+template <int L, int B, int... Lane>
+typename LaneVec<L>::I swap_high_mask(std::integer_sequence<int, Lane...>) {
+  return typename LaneVec<L>::I{((Lane & B) ? L + Lane : Lane + B)...};
+}
+
+template <int L, int B>
+inline void transpose_round(typename LaneVec<L>::F* rows) {
+  const auto low = swap_low_mask<L, B>(std::make_integer_sequence<int, L>{});
+  const auto high = swap_high_mask<L, B>(std::make_integer_sequence<int, L>{});
+#pragma GCC unroll 16
+  for (int i = 0; i < L; ++i) {
+    if (i & B) continue;
+    const typename LaneVec<L>::F a = rows[i], b = rows[i + B];
+    rows[i] = __builtin_shuffle(a, b, low);
+    rows[i + B] = __builtin_shuffle(a, b, high);
+  }
+}
+
+// rows[i][l] -> rows[l][i]: log2(L) rounds of L two-source shuffles (64 for L = 16).
+template <int L>
+inline void transpose_block(typename LaneVec<L>::F* rows) {
+  if constexpr (L >= 16) transpose_round<L, 8>(rows);
+  if constexpr (L >= 8) transpose_round<L, 4>(rows);
+  transpose_round<L, 2>(rows);
+  transpose_round<L, 1>(rows);
+}
+
+// dst[0..n) = the first n lanes of v (0 < n <= L); nothing is written past them.
+template <int L>
+inline void store_lanes(float* dst, typename LaneVec<L>::F v, int64_t n) {
+  std::memcpy(dst, &v, static_cast<size_t>(n) * sizeof(float));
+}
+// The first n lanes from src[0..n), the rest zero; nothing is read past src[n - 1].
+template <int L>
+inline typename LaneVec<L>::F load_lanes(const float* src, int64_t n) {
+  typename LaneVec<L>::F v{};
+  std::memcpy(&v, src, static_cast<size_t>(n) * sizeof(float));
+  return v;
+}
+
+#if defined(__AVX512F__)
+template <>
+inline void store_lanes<16>(float* dst, LaneVec<16>::F v, int64_t n) {
+  _mm512_mask_storeu_ps(dst, static_cast<__mmask16>((1u << n) - 1u), (__m512)v);
+}
+template <>
+inline LaneVec<16>::F load_lanes<16>(const float* src, int64_t n) {
+  return (LaneVec<16>::F)_mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1u), src);
+}
+#endif
+#if defined(__AVX2__)
+inline __m256i first_lanes_mask8(int64_t n) {
+  const LaneVec<8>::I lane{0, 1, 2, 3, 4, 5, 6, 7};
+  return (__m256i)(lane < static_cast<int32_t>(n));
+}
+template <>
+inline void store_lanes<8>(float* dst, LaneVec<8>::F v, int64_t n) {
+  _mm256_maskstore_ps(dst, first_lanes_mask8(n), (__m256)v);
+}
+template <>
+inline LaneVec<8>::F load_lanes<8>(const float* src, int64_t n) {
+  return (LaneVec<8>::F)_mm256_maskload_ps(src, first_lanes_mask8(n));
+}
+#endif
+
+}  // namespace
+}  // namespace convcore::cpu
