@@ -318,40 +318,6 @@ void split_positions(const ConvParams& p, const PaddedInput& in, int64_t p0, int
   }
 }
 
-// The most rows one micro-panel of the weight gradient gathers (the largest mr and nr).
-constexpr int kMaxPanelRows = 64;
-
-// dst[i * width + j] = src[j][i * step] for rows j < count and i < len: `count` rows, each read
-// at a stride of `step`, transposed into a micro-panel whose steps i are `width` floats apart.
-// With step 1, groups of four rows go through 4x4 SSE transposes: element by element, these
-// scattered stores took as long as the multiplies in ResNet-50's 1x1 weight gradients
-// ((8,64,56,56) -> 256: 48% of the call, perf).
-void transpose_rows_into_panel(const float* const* src, int count, int64_t len, int64_t step,
-                               int width, float* dst) {
-  int j = 0;
-  if (step == 1) {
-    for (; j + 4 <= count; j += 4) {
-      const float *s0 = src[j], *s1 = src[j + 1], *s2 = src[j + 2], *s3 = src[j + 3];
-      int64_t i = 0;
-      for (; i + 4 <= len; i += 4) {
-        __m128 r0 = _mm_loadu_ps(s0 + i), r1 = _mm_loadu_ps(s1 + i);
-        __m128 r2 = _mm_loadu_ps(s2 + i), r3 = _mm_loadu_ps(s3 + i);
-        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-        _mm_storeu_ps(dst + i * width + j, r0);
-        _mm_storeu_ps(dst + (i + 1) * width + j, r1);
-        _mm_storeu_ps(dst + (i + 2) * width + j, r2);
-        _mm_storeu_ps(dst + (i + 3) * width + j, r3);
-      }
-      for (; i < len; ++i) {
-        float* d = dst + i * width + j;
-        d[0] = s0[i], d[1] = s1[i], d[2] = s2[i], d[3] = s3[i];
-      }
-    }
-  }
-  for (; j < count; ++j)
-    for (int64_t i = 0; i < len; ++i) dst[i * width + j] = src[j][i * step];
-}
-
 // Columns [first, width) of a micro-panel with kb steps set to zero.
 void zero_panel_columns(int first, int width, int64_t kb, float* panel) {
   for (int64_t i = 0; i < kb; ++i)
@@ -427,7 +393,7 @@ void conv2d_backward_weight_implicit_f32(const ConvParams& p, const float* dy, c
     return conv2d_backward_weight_broadcast_f32(p, dy, x, dw, p.macs() < 2e5 ? 1 : num_threads());
   const GemmUkernel& uk = gemm_ukernel_for_shape(active_isa(), ckk, kpg);
   const int mr = uk.mr, nr = uk.nr;
-  CC_ASSERT(mr <= kMaxPanelRows && nr <= kMaxPanelRows);
+  CC_ASSERT(mr <= kMaxPanelWidth && nr <= kMaxPanelWidth);
   const GemmBlocking blk = gemm_blocking_for(uk);
   const int64_t kc = gemm_k_block(total, blk), k_blocks = ceil_div(total, kc);
   const int64_t m_panels = ceil_div(ckk, mr), n_panels = ceil_div(kpg, nr);
@@ -460,7 +426,7 @@ void conv2d_backward_weight_implicit_f32(const ConvParams& p, const float* dy, c
         for (int64_t g = 0; g < p.groups; ++g) {
           // B: kb positions x kpg output channels of dY (columns past kpg zero)
           float* bp = b_pack.get();
-          const float* rows[kMaxPanelRows];
+          const float* rows[kMaxPanelWidth];
           for (int64_t jp = 0; jp < n_panels; ++jp) {
             float* panel = bp + jp * kb * nr;
             const int cols = static_cast<int>(std::min<int64_t>(nr, kpg - jp * nr));
@@ -468,7 +434,7 @@ void conv2d_backward_weight_implicit_f32(const ConvParams& p, const float* dy, c
             for (const PositionRun& run : runs) {
               for (int j = 0; j < cols; ++j)
                 rows[j] = dy + run.dy_base + (g * kpg + jp * nr + j) * ohw;
-              transpose_rows_into_panel(rows, cols, run.len, 1, nr, panel + run.offset * nr);
+              gemm_transpose_rows_into_panel(rows, cols, run.len, 1, nr, panel + run.offset * nr);
             }
           }
           const float* x_group = in.data + g * cpg * in.h * in.w;
@@ -483,8 +449,8 @@ void conv2d_backward_weight_implicit_f32(const ConvParams& p, const float* dy, c
               for (const PositionRun& run : runs) {
                 for (int j = 0; j < count; ++j)
                   rows[j] = x_group + row_off[ip * mr + j] + run.x_base;
-                transpose_rows_into_panel(rows, count, run.len, p.stride_w, mr,
-                                          panel + run.offset * mr);
+                gemm_transpose_rows_into_panel(rows, count, run.len, p.stride_w, mr,
+                                               panel + run.offset * mr);
               }
             }
             for (int64_t ip = ic; ip < ic_end; ++ip)

@@ -63,6 +63,15 @@ GemmBlocking gemm_blocking_for(const GemmUkernel& uk);
 // element's sum order never depends on how m or n are partitioned).
 int64_t gemm_k_block(int64_t k, const GemmBlocking& blk);
 
+// The widest micro-panel any kernel packs (its mr or nr).
+constexpr int kMaxPanelWidth = 64;
+
+// dst[i * width + j] = src[j][i * step] for rows j < count and i < len (count <= width): rows read
+// at a stride of `step`, transposed into a micro-panel whose steps are `width` floats apart.
+// The packers here and the implicit-GEMM weight gradient share it.
+void gemm_transpose_rows_into_panel(const float* const* src, int count, int64_t len, int64_t step,
+                                    int width, float* dst);
+
 // Packs rows [0, mb) x columns [0, kb) of op(A) (a points at its (0, 0) element) into
 // ceil(mb / mr) micro-panels of kb x mr floats each; rows past mb are zero. Drivers outside
 // gemm_f32.cpp (the implicit-GEMM convolutions) share it.
