@@ -23,6 +23,7 @@
 #include <new>
 #include <vector>
 
+#include "common/errors.h"
 #include "cpu/gemm/gemm.h"
 #include "cpu/gemm/ukernel.h"
 #include "cpu/parallel.h"
