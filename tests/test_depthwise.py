@@ -175,29 +175,29 @@ def test_small_maps_in_registers_exact(rng, stride):
                        f"isa={isa} x={x.shape} pads={pads} stride={stride}")
 
 
-def test_flat_planes_in_registers_exact(rng):
-    """Stride-1 3x3 maps whose output rows are as wide as the input (left + right pad 2) and
-    whose plane fits at most 2/3 of the vectors rows would take run as one flat run of floats on
-    AVX-512 (flat_forward in depthwise_small_avx512.cpp: a masked load per tap, masks crossing
-    row ends): forward, input gradient (the turned forward) and weight gradient, at each split
-    of the pads, with 1 to 16 vectors a plane (every group size of the unrolled loop), a last
-    vector of one lane, and one vector past the limit (the row kernels)."""
-    cases = [(7, 7), (3, 9), (5, 5), (8, 8), (6, 6), (4, 13), (7, 17), (9, 9), (16, 15), (16, 16),
-             (10, 17), (12, 12), (1, 6)]
+@pytest.mark.parametrize("stride", [1, 2])
+def test_small_maps_channels_in_lanes_avx512_exact(rng, stride):
+    """3x3 maps padded to at most 20 x 20 with outputs up to 8 wide and 16+ channels run with 16
+    channels in the lanes on AVX-512 (depthwise_lanes_avx512.cpp: planes transposed into a
+    channel-last tile, outputs transposed back 16 at a time): forward, input gradient and weight
+    gradient, one whole block of channels, partial blocks, output counts that do and do not
+    fill the last 16, every pad; maps one past a limit take the other kernels."""
+    cases = [(7, 7), (3, 9), (5, 5), (8, 8), (1, 6), (15, 14), (6, 18), (16, 17)]
     for isa in ISAS:
         with forced_isa(isa):
-            for pads in [(1, 1, 1, 1), (0, 2, 2, 0), (2, 0, 0, 2), (0, 0, 1, 1), (2, 2, 1, 1)]:
+            for pads in [(1, 1, 1, 1), (0, 2, 2, 0), (2, 2, 0, 0), (0, 0, 1, 1), (2, 1, 1, 2)]:
                 for width, height in cases:
-                    c = 3
-                    x = small_ints(rng, (2, c, height, width), np.float32)
-                    w = small_ints(rng, (c, 1, 3, 3), np.float32)
-                    b = small_ints(rng, (c,), np.float32)
-                    out_h = height + pads[0] + pads[1] - 2
-                    if out_h < 1:
-                        continue
-                    dy = small_ints(rng, (2, c, out_h, width), np.float32)
-                    _check(x, w, b, dy, (1, 1), pads, (1, 1), c, True,
-                           f"isa={isa} x={x.shape} pads={pads}")
+                    for c in (16, 19, 35):
+                        out_h = (height + pads[0] + pads[1] - 3) // stride + 1
+                        out_w = (width + pads[2] + pads[3] - 3) // stride + 1
+                        if out_h < 1 or out_w < 1:
+                            continue
+                        x = small_ints(rng, (2, c, height, width), np.float32)
+                        w = small_ints(rng, (c, 1, 3, 3), np.float32)
+                        b = small_ints(rng, (c,), np.float32)
+                        dy = small_ints(rng, (2, c, out_h, out_w), np.float32)
+                        _check(x, w, b, dy, (stride, stride), pads, (1, 1), c, True,
+                               f"isa={isa} x={x.shape} pads={pads} stride={stride}")
 
 
 @pytest.mark.parametrize("stride", [1, 2])

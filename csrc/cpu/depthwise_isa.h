@@ -29,6 +29,13 @@ void depthwise_backward_weight_in_registers_f32(const ConvParams& p, const float
                                                 const float* x, float* dw);
 void depthwise_backward_input_stride2_in_registers_f32(const ConvParams& p, const float* dy,
                                                        const float* w, float* dx);
+// Small maps (padded up to 20 x 20, outputs up to 8 wide, 16+ channels) with 16 channels in the
+// lanes instead (depthwise_lanes_avx512.cpp); the in-registers entry points run them there.
+bool depthwise_channels_in_lanes_applies(const ConvParams& p);
+void depthwise_forward_channels_in_lanes_f32(const ConvParams& p, const float* x, const float* w,
+                                             const float* bias, float* y);
+void depthwise_backward_weight_channels_in_lanes_f32(const ConvParams& p, const float* dy,
+                                                     const float* x, float* dw);
 bool depthwise_rank1_in_registers_applies(const ConvParams& col, const ConvParams& row);
 void depthwise_rank1_forward_in_registers_f32(const ConvParams& col, const ConvParams& row,
                                               const float* x, const float* w_col,

@@ -162,114 +162,6 @@ void weight_gradient(const ConvParams& p, const float* dy, const float* x, float
   }
 }
 
-// Flat planes: stride 1 with out_w == w (pad_left + pad_right == 2). Output o = oy * w + ox reads
-// input o + (ky - pad_top) * w + (kx - pad_left) at tap (ky, kx), so the plane can be taken as one
-// run of floats, 16 outputs a vector whatever the rows: a 7x7 plane is 4 vectors (49 of 64 lanes)
-// instead of 7 rows of 7 lanes each, and each tap is one masked load (the mask zeroes the lanes
-// whose tap falls in the padding, across row ends as well) instead of lane shifts. MobileNet's
-// 7x7 maps had run at a third of the streaming bandwidth on the row form, bound by instructions
-// (one thread took twice two threads' time). Still bound so: 36 loads, most of them split
-// across cache lines, and 36 FMAs take about 120 cycles a plane.
-constexpr int64_t kMaxFlatVectors = 16;
-
-struct FlatPlane {
-  int64_t vectors;                        // ceil(out_h * out_w / 16)
-  int64_t offset[9];                      // input offset of tap t from the output's index
-  __mmask16 inside[kMaxFlatVectors][9];   // lanes of vector v whose tap t lies in the input
-  __mmask16 last;                         // the outputs in the last vector
-};
-
-// Where the flat form needs at most 2/3 of the row form's vectors (7x7: 4 against 7, 0.19 ->
-// 0.165 ms forward and 0.19 -> 0.14 weight gradient on (8,1024,7,7), 2 threads); 14x14 (13
-// against 14) ran slower (0.18 -> 0.24 ms): a masked load per tap costs more than the row
-// form's lane shifts when the vector counts are close.
-bool flat_plane_applies(const ConvParams& p) {
-  const int64_t vectors = (p.out_h * p.out_w + 15) / 16;
-  return p.stride_w == 1 && p.out_w == p.w && vectors <= kMaxFlatVectors &&
-         3 * vectors <= 2 * p.out_h;
-}
-
-FlatPlane flat_plane(const ConvParams& p) {
-  FlatPlane f{};
-  const int64_t outputs = p.out_h * p.out_w;
-  f.vectors = (outputs + 15) / 16;
-  f.last = low_lanes(outputs - 16 * (f.vectors - 1));
-  for (int t = 0; t < 9; ++t) f.offset[t] = (t / 3 - p.pad_top) * p.w + (t % 3 - p.pad_left);
-  for (int64_t v = 0; v < f.vectors; ++v)
-    for (int t = 0; t < 9; ++t) {
-      unsigned bits = 0;
-      for (int64_t j = 0; j < 16 && 16 * v + j < outputs; ++j) {
-        const int64_t oy = (16 * v + j) / p.out_w, ox = (16 * v + j) % p.out_w;
-        const int64_t iy = oy - p.pad_top + t / 3, ix = ox - p.pad_left + t % 3;
-        if (iy >= 0 && iy < p.h && ix >= 0 && ix < p.w) bits |= 1u << j;
-      }
-      f.inside[v][t] = static_cast<__mmask16>(bits);
-    }
-  return f;
-}
-
-// Tap t of the 16 outputs of vector v: the input under it, zero in the padding.
-inline __m512 flat_tap(const FlatPlane& f, const float* x, int64_t v, int t) {
-  return _mm512_maskz_loadu_ps(f.inside[v][t], x + 16 * v + f.offset[t]);
-}
-
-// Output vectors v0 .. v0 + G - 1 of a plane: G chains of nine FMAs, interleaved.
-template <int G>
-inline void flat_forward_vectors(const FlatPlane& f, const float* x, const __m512* wv, __m512 bv,
-                                 int64_t v0, float* y) {
-  __m512 acc[G];
-  for (int g = 0; g < G; ++g) acc[g] = bv;
-  for (int t = 0; t < 9; ++t)
-    for (int g = 0; g < G; ++g) acc[g] = _mm512_fmadd_ps(wv[t], flat_tap(f, x, v0 + g, t), acc[g]);
-  for (int g = 0; g < G; ++g)
-    _mm512_mask_storeu_ps(y + 16 * (v0 + g), v0 + g + 1 < f.vectors ? 0xFFFF : f.last, acc[g]);
-}
-
-void flat_forward(const ConvParams& p, const float* x, const float* w, const float* bias,
-                  float* y) {
-  const FlatPlane f = flat_plane(p);
-  const int64_t planes = p.n * p.c, in_plane = p.h * p.w, out_plane = p.out_h * p.out_w;
-#pragma omp parallel for schedule(static) num_threads(num_threads())
-  for (int64_t i = 0; i < planes; ++i) {
-    if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
-    const int64_t c = i % p.c;
-    __m512 wv[9];
-    for (int t = 0; t < 9; ++t) wv[t] = _mm512_set1_ps(w[c * 9 + t]);
-    const __m512 bv = _mm512_set1_ps(bias ? bias[c] : 0.0f);
-    const float* x_plane = x + i * in_plane;
-    float* y_plane = y + i * out_plane;
-    for (int64_t v = 0; v < f.vectors; v += 4) {
-      switch (std::min<int64_t>(4, f.vectors - v)) {
-        case 1: flat_forward_vectors<1>(f, x_plane, wv, bv, v, y_plane); break;
-        case 2: flat_forward_vectors<2>(f, x_plane, wv, bv, v, y_plane); break;
-        case 3: flat_forward_vectors<3>(f, x_plane, wv, bv, v, y_plane); break;
-        default: flat_forward_vectors<4>(f, x_plane, wv, bv, v, y_plane);
-      }
-    }
-  }
-}
-
-// dW as weight_gradient below sums it, over flat vectors of dy instead of rows.
-void flat_weight_gradient(const ConvParams& p, const float* dy, const float* x, float* dw) {
-  const FlatPlane f = flat_plane(p);
-  const int64_t in_plane = p.h * p.w, out_plane = p.out_h * p.out_w;
-#pragma omp parallel for schedule(static) num_threads(num_threads())
-  for (int64_t c = 0; c < p.c; ++c) {
-    if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
-    __m512 acc[9];
-    for (int t = 0; t < 9; ++t) acc[t] = _mm512_setzero_ps();
-    for (int64_t n = 0; n < p.n; ++n) {
-      const float* x_plane = x + (n * p.c + c) * in_plane;
-      const float* dy_plane = dy + (n * p.c + c) * out_plane;
-      for (int64_t v = 0; v < f.vectors; ++v) {
-        const __m512 d = _mm512_maskz_loadu_ps(v + 1 < f.vectors ? 0xFFFF : f.last, dy_plane + 16 * v);
-        for (int t = 0; t < 9; ++t) acc[t] = _mm512_fmadd_ps(d, flat_tap(f, x_plane, v, t), acc[t]);
-      }
-    }
-    for (int t = 0; t < 9; ++t) dw[c * 9 + t] = _mm512_reduce_add_ps(acc[t]);
-  }
-}
-
 // Wider maps: a padded row in NV vectors (up to 16 NV columns), three rows' tap vectors kept in a
 // rolling window, the same nine FMAs per output vector. Against the ring-buffer row kernels of
 // depthwise_impl.inc (the same sums: bit-identical), which copy each row into the ring first:
@@ -643,7 +535,8 @@ bool depthwise_in_registers_applies(const ConvParams& p) {
 
 void depthwise_forward_in_registers_f32(const ConvParams& p, const float* x, const float* w,
                                         const float* bias, float* y) {
-  if (flat_plane_applies(p)) return flat_forward(p, x, w, bias, y);
+  if (depthwise_channels_in_lanes_applies(p))
+    return depthwise_forward_channels_in_lanes_f32(p, x, w, bias, y);
   const bool small = small_map_applies(p);
   if (p.stride_w == 1) {
     if (small) return dispatch_pad<1>(p, x, w, bias, y);
@@ -655,7 +548,8 @@ void depthwise_forward_in_registers_f32(const ConvParams& p, const float* x, con
 
 void depthwise_backward_weight_in_registers_f32(const ConvParams& p, const float* dy,
                                                 const float* x, float* dw) {
-  if (flat_plane_applies(p)) return flat_weight_gradient(p, dy, x, dw);
+  if (depthwise_channels_in_lanes_applies(p))
+    return depthwise_backward_weight_channels_in_lanes_f32(p, dy, x, dw);
   const bool small = small_map_applies(p);
   if (p.stride_w == 1) {
     if (small) return dispatch_pad_weight<1>(p, dy, x, dw);
