@@ -176,18 +176,19 @@ def test_small_maps_in_registers_exact(rng, stride):
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-def test_small_maps_channels_in_lanes_avx512_exact(rng, stride):
-    """3x3 maps padded to at most 20 x 20 with outputs up to 8 wide and 16+ channels run with 16
-    channels in the lanes on AVX-512 (depthwise_lanes_avx512.cpp: planes transposed into a
-    channel-last tile, outputs transposed back 16 at a time): forward, input gradient and weight
-    gradient, one whole block of channels, partial blocks, output counts that do and do not
-    fill the last 16, every pad; maps one past a limit take the other kernels."""
-    cases = [(7, 7), (3, 9), (5, 5), (8, 8), (1, 6), (15, 14), (6, 18), (16, 17)]
+def test_channels_in_lanes_exact(rng, stride):
+    """3x3 maps run with a vector of channels in the lanes (depthwise_lanes_impl.inc: planes
+    transposed into a channel-last tile, outputs transposed back a vector at a time): on AVX-512
+    maps padded to at most 20 x 20 with outputs up to 8 wide and 16+ channels, on AVX2 maps up to
+    112 outputs wide and 8+ channels. Forward, input gradient and weight gradient, whole and
+    partial blocks of channels, output counts that do and do not fill the last vector, every
+    pad; maps past a limit take the other kernels."""
+    cases = [(7, 7), (3, 9), (5, 5), (8, 8), (1, 6), (15, 14), (6, 18), (16, 17), (60, 4), (113, 3)]
     for isa in ISAS:
         with forced_isa(isa):
             for pads in [(1, 1, 1, 1), (0, 2, 2, 0), (2, 2, 0, 0), (0, 0, 1, 1), (2, 1, 1, 2)]:
                 for width, height in cases:
-                    for c in (16, 19, 35):
+                    for c in (9, 16, 35):
                         out_h = (height + pads[0] + pads[1] - 3) // stride + 1
                         out_w = (width + pads[2] + pads[3] - 3) // stride + 1
                         if out_h < 1 or out_w < 1:

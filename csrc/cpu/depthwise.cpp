@@ -94,10 +94,15 @@ void depthwise_forward<float>(const ConvParams& p, const float* x, const float* 
   if (!padded_plane_is_cheap(p)) return forward_taps(p, x, w, b, y);
   switch (active_isa()) {
     case Isa::Avx512:
+      if (avx512::depthwise_channels_in_lanes_applies(p))
+        return avx512::depthwise_forward_channels_in_lanes_f32(p, x, w, b, y);
       if (avx512::depthwise_in_registers_applies(p))
         return avx512::depthwise_forward_in_registers_f32(p, x, w, b, y);
       return avx512::depthwise_forward_f32(p, x, w, b, y);
-    case Isa::Avx2: return avx2::depthwise_forward_f32(p, x, w, b, y);
+    case Isa::Avx2:
+      if (avx2::depthwise_channels_in_lanes_applies(p))
+        return avx2::depthwise_forward_channels_in_lanes_f32(p, x, w, b, y);
+      return avx2::depthwise_forward_f32(p, x, w, b, y);
     default: return base_f32::dw_forward(p, x, w, b, y);
   }
 }
@@ -115,6 +120,10 @@ void depthwise_backward_input<float>(const ConvParams& p, const float* dy, const
       // stride 1: the forward over dy with each kernel turned (common/conv_params.h)
       if (p.channel_multiplier() == 1 && backward_input_is_a_forward(p)) {
         const ConvParams q = backward_input_as_forward(p);
+        if (avx512::depthwise_channels_in_lanes_applies(q)) {
+          const std::vector<float> turned = base_f32::flipped_kernels(p, w);
+          return avx512::depthwise_forward_channels_in_lanes_f32(q, dy, turned.data(), nullptr, dx);
+        }
         if (avx512::depthwise_in_registers_applies(q)) {
           const std::vector<float> turned = base_f32::flipped_kernels(p, w);
           return avx512::depthwise_forward_in_registers_f32(q, dy, turned.data(), nullptr, dx);
@@ -123,7 +132,15 @@ void depthwise_backward_input<float>(const ConvParams& p, const float* dy, const
       if (p.stride_w == 2 && avx512::depthwise_in_registers_applies(p))
         return avx512::depthwise_backward_input_stride2_in_registers_f32(p, dy, w, dx);
       return avx512::depthwise_backward_input_f32(p, dy, w, dx);
-    case Isa::Avx2: return avx2::depthwise_backward_input_f32(p, dy, w, dx);
+    case Isa::Avx2:
+      if (p.channel_multiplier() == 1 && backward_input_is_a_forward(p)) {
+        const ConvParams q = backward_input_as_forward(p);
+        if (avx2::depthwise_channels_in_lanes_applies(q)) {
+          const std::vector<float> turned = base_f32::flipped_kernels(p, w);
+          return avx2::depthwise_forward_channels_in_lanes_f32(q, dy, turned.data(), nullptr, dx);
+        }
+      }
+      return avx2::depthwise_backward_input_f32(p, dy, w, dx);
     default: return base_f32::dw_backward_input(p, dy, w, dx);
   }
 }
@@ -138,10 +155,15 @@ void depthwise_backward_weight<float>(const ConvParams& p, const float* dy, cons
   if (!padded_plane_is_cheap(p)) return backward_weight_taps(p, dy, x, dw);
   switch (active_isa()) {
     case Isa::Avx512:
+      if (avx512::depthwise_channels_in_lanes_applies(p))
+        return avx512::depthwise_backward_weight_channels_in_lanes_f32(p, dy, x, dw);
       if (avx512::depthwise_in_registers_applies(p))
         return avx512::depthwise_backward_weight_in_registers_f32(p, dy, x, dw);
       return avx512::depthwise_backward_weight_f32(p, dy, x, dw);
-    case Isa::Avx2: return avx2::depthwise_backward_weight_f32(p, dy, x, dw);
+    case Isa::Avx2:
+      if (avx2::depthwise_channels_in_lanes_applies(p))
+        return avx2::depthwise_backward_weight_channels_in_lanes_f32(p, dy, x, dw);
+      return avx2::depthwise_backward_weight_f32(p, dy, x, dw);
     default: return base_f32::dw_backward_weight(p, dy, x, dw);
   }
 }

@@ -29,13 +29,6 @@ void depthwise_backward_weight_in_registers_f32(const ConvParams& p, const float
                                                 const float* x, float* dw);
 void depthwise_backward_input_stride2_in_registers_f32(const ConvParams& p, const float* dy,
                                                        const float* w, float* dx);
-// Small maps (padded up to 20 x 20, outputs up to 8 wide, 16+ channels) with 16 channels in the
-// lanes instead (depthwise_lanes_avx512.cpp); the in-registers entry points run them there.
-bool depthwise_channels_in_lanes_applies(const ConvParams& p);
-void depthwise_forward_channels_in_lanes_f32(const ConvParams& p, const float* x, const float* w,
-                                             const float* bias, float* y);
-void depthwise_backward_weight_channels_in_lanes_f32(const ConvParams& p, const float* dy,
-                                                     const float* x, float* dw);
 bool depthwise_rank1_in_registers_applies(const ConvParams& col, const ConvParams& row);
 void depthwise_rank1_forward_in_registers_f32(const ConvParams& col, const ConvParams& row,
                                               const float* x, const float* w_col,
@@ -55,5 +48,35 @@ void depthwise_rank1_forward_in_registers_f32(const ConvParams& col, const ConvP
                                    const float* w_col, const float* w_row, const float* b,       \
                                    float* y) {                                                   \
     dw_impl::dw_forward_rank1(col, row, x, w_col, w_row, b, y);                                  \
+  }                                                                                              \
+  }
+
+// 3x3 depthwise (multiplier 1, stride 1 or 2, pads up to 2) on small maps with a vector of
+// channels in the lanes (depthwise_lanes_impl.inc, one build per ISA): where the maps are small
+// enough for the ISA's rule (depthwise_lanes_<isa>.cpp), the forward and the weight gradient.
+#define CONVCORE_DECLARE_DEPTHWISE_LANES_F32(isa)                                                \
+  namespace convcore::cpu::isa {                                                                 \
+  bool depthwise_channels_in_lanes_applies(const ConvParams& p);                                 \
+  void depthwise_forward_channels_in_lanes_f32(const ConvParams& p, const float* x,              \
+                                               const float* w, const float* bias, float* y);     \
+  void depthwise_backward_weight_channels_in_lanes_f32(const ConvParams& p, const float* dy,     \
+                                                       const float* x, float* dw);               \
+  }
+CONVCORE_DECLARE_DEPTHWISE_LANES_F32(avx2)
+CONVCORE_DECLARE_DEPTHWISE_LANES_F32(avx512)
+
+// The rule: outputs at most `max_out_w` wide (the kernel's tile limit is the includer's).
+#define CONVCORE_DEFINE_DEPTHWISE_LANES_F32(isa, max_out_w)                                      \
+  namespace convcore::cpu::isa {                                                                 \
+  bool depthwise_channels_in_lanes_applies(const ConvParams& p) {                                \
+    return lanes_impl::lanes_apply(p, max_out_w);                                                \
+  }                                                                                              \
+  void depthwise_forward_channels_in_lanes_f32(const ConvParams& p, const float* x,              \
+                                               const float* w, const float* bias, float* y) {    \
+    lanes_impl::lanes_forward(p, x, w, bias, y);                                                 \
+  }                                                                                              \
+  void depthwise_backward_weight_channels_in_lanes_f32(const ConvParams& p, const float* dy,     \
+                                                       const float* x, float* dw) {              \
+    lanes_impl::lanes_backward_weight(p, dy, x, dw);                                             \
   }                                                                                              \
   }

@@ -535,8 +535,6 @@ bool depthwise_in_registers_applies(const ConvParams& p) {
 
 void depthwise_forward_in_registers_f32(const ConvParams& p, const float* x, const float* w,
                                         const float* bias, float* y) {
-  if (depthwise_channels_in_lanes_applies(p))
-    return depthwise_forward_channels_in_lanes_f32(p, x, w, bias, y);
   const bool small = small_map_applies(p);
   if (p.stride_w == 1) {
     if (small) return dispatch_pad<1>(p, x, w, bias, y);
@@ -548,8 +546,6 @@ void depthwise_forward_in_registers_f32(const ConvParams& p, const float* x, con
 
 void depthwise_backward_weight_in_registers_f32(const ConvParams& p, const float* dy,
                                                 const float* x, float* dw) {
-  if (depthwise_channels_in_lanes_applies(p))
-    return depthwise_backward_weight_channels_in_lanes_f32(p, dy, x, dw);
   const bool small = small_map_applies(p);
   if (p.stride_w == 1) {
     if (small) return dispatch_pad_weight<1>(p, dy, x, dw);
