@@ -112,34 +112,38 @@ void depthwise_forward<double>(const ConvParams& p, const double* x, const doubl
   base_f64::dw_forward(p, x, w, b, y);
 }
 
+namespace {
+// Stride 1's input gradient as the forward over dy with each kernel turned (common/conv_params.h),
+// on `forward` where `applies` takes that forward's geometry; false where it does not.
+template <typename Applies, typename Forward>
+bool turned_forward(const ConvParams& p, const float* dy, const float* w, float* dx,
+                    Applies applies, Forward forward) {
+  if (p.channel_multiplier() != 1 || !backward_input_is_a_forward(p)) return false;
+  const ConvParams q = backward_input_as_forward(p);
+  if (!applies(q)) return false;
+  const std::vector<float> turned = base_f32::flipped_kernels(p, w);
+  forward(q, dy, turned.data(), nullptr, dx);
+  return true;
+}
+}  // namespace
+
 template <>
 void depthwise_backward_input<float>(const ConvParams& p, const float* dy, const float* w, float* dx) {
   if (!padded_plane_is_cheap(p)) return backward_input_taps(p, dy, w, dx);
   switch (active_isa()) {
     case Isa::Avx512:
-      // stride 1: the forward over dy with each kernel turned (common/conv_params.h)
-      if (p.channel_multiplier() == 1 && backward_input_is_a_forward(p)) {
-        const ConvParams q = backward_input_as_forward(p);
-        if (avx512::depthwise_channels_in_lanes_applies(q)) {
-          const std::vector<float> turned = base_f32::flipped_kernels(p, w);
-          return avx512::depthwise_forward_channels_in_lanes_f32(q, dy, turned.data(), nullptr, dx);
-        }
-        if (avx512::depthwise_in_registers_applies(q)) {
-          const std::vector<float> turned = base_f32::flipped_kernels(p, w);
-          return avx512::depthwise_forward_in_registers_f32(q, dy, turned.data(), nullptr, dx);
-        }
-      }
+      if (turned_forward(p, dy, w, dx, avx512::depthwise_channels_in_lanes_applies,
+                         avx512::depthwise_forward_channels_in_lanes_f32) ||
+          turned_forward(p, dy, w, dx, avx512::depthwise_in_registers_applies,
+                         avx512::depthwise_forward_in_registers_f32))
+        return;
       if (p.stride_w == 2 && avx512::depthwise_in_registers_applies(p))
         return avx512::depthwise_backward_input_stride2_in_registers_f32(p, dy, w, dx);
       return avx512::depthwise_backward_input_f32(p, dy, w, dx);
     case Isa::Avx2:
-      if (p.channel_multiplier() == 1 && backward_input_is_a_forward(p)) {
-        const ConvParams q = backward_input_as_forward(p);
-        if (avx2::depthwise_channels_in_lanes_applies(q)) {
-          const std::vector<float> turned = base_f32::flipped_kernels(p, w);
-          return avx2::depthwise_forward_channels_in_lanes_f32(q, dy, turned.data(), nullptr, dx);
-        }
-      }
+      if (turned_forward(p, dy, w, dx, avx2::depthwise_channels_in_lanes_applies,
+                         avx2::depthwise_forward_channels_in_lanes_f32))
+        return;
       return avx2::depthwise_backward_input_f32(p, dy, w, dx);
     default: return base_f32::dw_backward_input(p, dy, w, dx);
   }
