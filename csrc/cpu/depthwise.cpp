@@ -144,6 +144,8 @@ void depthwise_backward_input<float>(const ConvParams& p, const float* dy, const
       if (turned_forward(p, dy, w, dx, avx2::depthwise_channels_in_lanes_applies,
                          avx2::depthwise_forward_channels_in_lanes_f32))
         return;
+      if (p.stride_w == 2 && avx2::depthwise_channels_in_lanes_applies(p))
+        return avx2::depthwise_backward_input_channels_in_lanes_f32(p, dy, w, dx);
       return avx2::depthwise_backward_input_f32(p, dy, w, dx);
     default: return base_f32::dw_backward_input(p, dy, w, dx);
   }

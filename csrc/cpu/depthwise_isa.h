@@ -53,7 +53,8 @@ void depthwise_rank1_forward_in_registers_f32(const ConvParams& col, const ConvP
 
 // 3x3 depthwise (multiplier 1, stride 1 or 2, pads up to 2) on small maps with a vector of
 // channels in the lanes (depthwise_lanes_impl.inc, one build per ISA): where the maps are small
-// enough for the ISA's rule (depthwise_lanes_<isa>.cpp), the forward and the weight gradient.
+// enough for the ISA's rule (depthwise_lanes_<isa>.cpp), the forward, the weight gradient and
+// the input gradient by scattering (run for stride 2; stride 1 runs the turned forward).
 #define CONVCORE_DECLARE_DEPTHWISE_LANES_F32(isa)                                                \
   namespace convcore::cpu::isa {                                                                 \
   bool depthwise_channels_in_lanes_applies(const ConvParams& p);                                 \
@@ -61,6 +62,8 @@ void depthwise_rank1_forward_in_registers_f32(const ConvParams& col, const ConvP
                                                const float* w, const float* bias, float* y);     \
   void depthwise_backward_weight_channels_in_lanes_f32(const ConvParams& p, const float* dy,     \
                                                        const float* x, float* dw);               \
+  void depthwise_backward_input_channels_in_lanes_f32(const ConvParams& p, const float* dy,      \
+                                                      const float* w, float* dx);                \
   }
 CONVCORE_DECLARE_DEPTHWISE_LANES_F32(avx2)
 CONVCORE_DECLARE_DEPTHWISE_LANES_F32(avx512)
@@ -78,5 +81,9 @@ CONVCORE_DECLARE_DEPTHWISE_LANES_F32(avx512)
   void depthwise_backward_weight_channels_in_lanes_f32(const ConvParams& p, const float* dy,     \
                                                        const float* x, float* dw) {              \
     lanes_impl::lanes_backward_weight(p, dy, x, dw);                                             \
+  }                                                                                              \
+  void depthwise_backward_input_channels_in_lanes_f32(const ConvParams& p, const float* dy,      \
+                                                      const float* w, float* dx) {               \
+    lanes_impl::lanes_backward_input(p, dy, w, dx);                                              \
   }                                                                                              \
   }
