@@ -97,12 +97,27 @@ inline __m256i first_lanes_mask8(int64_t n) {
   const LaneVec<8>::I lane{0, 1, 2, 3, 4, 5, 6, 7};
   return (__m256i)(lane < static_cast<int32_t>(n));
 }
-// Whole vectors by plain moves: AMD's cores run a masked AVX2 store as a long microcoded
-// sequence (the depthwise lanes kernel's forward ran at half its weight gradient's speed).
+// No masked AVX2 store: AMD's cores run it as a long microcoded sequence (the depthwise lanes
+// kernel's forward ran at half its weight gradient's speed, the broadcast convolution's 6-row
+// tiles at 0.4x PyTorch on book.conv1). A whole vector is one move; a part, at most three:
+// four lanes, two, one.
 template <>
 inline void store_lanes<8>(float* dst, LaneVec<8>::F v, int64_t n) {
   if (n == 8) return _mm256_storeu_ps(dst, (__m256)v);
-  _mm256_maskstore_ps(dst, first_lanes_mask8(n), (__m256)v);
+  __m128 part = _mm256_castps256_ps128((__m256)v);
+  if (n >= 4) {
+    _mm_storeu_ps(dst, part);
+    part = _mm256_extractf128_ps((__m256)v, 1);
+    dst += 4;
+    n -= 4;
+  }
+  if (n >= 2) {
+    _mm_storel_pi(reinterpret_cast<__m64*>(dst), part);
+    part = _mm_movehl_ps(part, part);
+    dst += 2;
+    n -= 2;
+  }
+  if (n == 1) _mm_store_ss(dst, part);
 }
 template <>
 inline LaneVec<8>::F load_lanes<8>(const float* src, int64_t n) {
