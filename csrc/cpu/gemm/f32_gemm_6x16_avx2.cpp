@@ -6,9 +6,11 @@
 // tiles run the same arithmetic as full ones and never touch memory past the caller's C.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "cpu/gemm/ukernel.h"
+#include "cpu/vec_lanes.h"
 
 namespace convcore::cpu {
 namespace avx2 {
@@ -84,9 +86,9 @@ void f32_gemm_6x16__avx2(int64_t kc, const float* a, const float* b, float* c, i
     if (full) {
       _mm256_storeu_ps(c_row, lo);
       _mm256_storeu_ps(c_row + 8, hi);
-    } else {
-      _mm256_maskstore_ps(c_row, mask_lo, lo);
-      _mm256_maskstore_ps(c_row + 8, mask_hi, hi);
+    } else {  // not the masked store: microcoded on AMD's cores (cpu/vec_lanes.h)
+      store_lanes<8>(c_row, (LaneVec<8>::F)lo, std::min<int64_t>(cols, 8));
+      if (cols > 8) store_lanes<8>(c_row + 8, (LaneVec<8>::F)hi, cols - 8);
     }
   }
 }
