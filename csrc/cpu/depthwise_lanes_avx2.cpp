@@ -22,7 +22,7 @@ constexpr int64_t kMaxTileFloats = 114 * 114 * 8;
 }  // namespace convcore::cpu::avx2
 
 // Against the AVX2 row kernels of depthwise_impl.inc, 2 threads (CONVCORE_ISA=avx2 on Zen 4),
-// ms forward / weight gradient: (8,1024,7,7) 0.52 / 0.37 -> 0.14 / 0.13; (8,512,14,14) 0.66 /
-// 1.38 -> 0.21 / 0.21; (8,256,28,28)/2 0.52 / 0.88 -> 0.18 / 0.17; (8,128,56,56) 1.3 / 1.8 ->
+// ms forward / weight gradient: (8,1024,7,7) 0.52 / 0.37 -> 0.10 / 0.13; (8,512,14,14) 0.66 /
+// 1.38 -> 0.17 / 0.21; (8,256,28,28)/2 0.52 / 0.88 -> 0.15 / 0.17; (8,128,56,56) 1.3 / 1.8 ->
 // 0.76 / 0.80; (8,32,112,112) 1.1 / 1.2 -> 0.74 / 0.79; (8,64,112,112)/2 1.0 / 1.3 -> 0.73 / 0.78.
 CONVCORE_DEFINE_DEPTHWISE_LANES_F32(avx2, 112)

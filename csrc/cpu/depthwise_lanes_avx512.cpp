@@ -20,7 +20,8 @@ constexpr int64_t kMaxTileFloats = 20 * 20 * 16;
 }  // namespace
 }  // namespace convcore::cpu::avx512
 
-// Outputs up to 8 wide (7x7 maps): (8,1024,7,7), 2 threads, forward 0.19 -> 0.12 ms, weight
+// Outputs up to 8 wide (7x7 maps): (8,1024,7,7), 2 threads, forward 0.19 -> 0.10 ms, weight
 // gradient 0.19 -> 0.12 against the rows in registers (depthwise_small_avx512.cpp), which stay
-// ahead from 14x14 up (14x14 even; 56x56 and 112x112 0.55-0.77 against 0.81-0.90 ms here).
+// even or ahead from 14x14 up (14x14 and 28x28/2 even; 56x56 and 112x112 0.55-0.77 against
+// 0.81-0.90 ms here).
 CONVCORE_DEFINE_DEPTHWISE_LANES_F32(avx512, 8)
