@@ -1,6 +1,8 @@
 // Depthwise 3x3 with channels in the lanes (depthwise_lanes_impl.inc) compiled with avx2 flags
 // (see CMakeLists.txt): 8 channels a vector, every map up to 112 outputs wide (tiles up to
 // 114 x 114 padded, 416 KB: written once and read row by row, so L2 holds what is in use).
+#include <omp.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <exception>

@@ -1,5 +1,7 @@
 // Depthwise 3x3 with channels in the lanes (depthwise_lanes_impl.inc) compiled with avx512 flags
 // (see CMakeLists.txt): 16 channels a vector; tiles up to 20 x 20 padded (25.6 KB).
+#include <omp.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <exception>
