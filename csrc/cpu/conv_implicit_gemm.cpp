@@ -318,12 +318,6 @@ void split_positions(const ConvParams& p, const PaddedInput& in, int64_t p0, int
   }
 }
 
-// Columns [first, width) of a micro-panel with kb steps set to zero.
-void zero_panel_columns(int first, int width, int64_t kb, float* panel) {
-  for (int64_t i = 0; i < kb; ++i)
-    std::fill(panel + i * width + first, panel + (i + 1) * width, 0.0f);
-}
-
 }  // namespace
 
 // dW^T_g (CKK x K/G) = col (CKK x N*OHW) * dY_g^T (N*OHW x K/G): the long dimension, every
@@ -430,7 +424,6 @@ void conv2d_backward_weight_implicit_f32(const ConvParams& p, const float* dy, c
           for (int64_t jp = 0; jp < n_panels; ++jp) {
             float* panel = bp + jp * kb * nr;
             const int cols = static_cast<int>(std::min<int64_t>(nr, kpg - jp * nr));
-            zero_panel_columns(cols, nr, kb, panel);
             for (const PositionRun& run : runs) {
               for (int j = 0; j < cols; ++j)
                 rows[j] = dy + run.dy_base + (g * kpg + jp * nr + j) * ohw;
@@ -445,7 +438,6 @@ void conv2d_backward_weight_implicit_f32(const ConvParams& p, const float* dy, c
             for (int64_t ip = ic; ip < ic_end; ++ip) {
               float* panel = a_pack.get() + (ip - ic) * mr * kb;
               const int count = static_cast<int>(std::min<int64_t>(mr, ckk - ip * mr));
-              zero_panel_columns(count, mr, kb, panel);
               for (const PositionRun& run : runs) {
                 for (int j = 0; j < count; ++j)
                   rows[j] = x_group + row_off[ip * mr + j] + run.x_base;

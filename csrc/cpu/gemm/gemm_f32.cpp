@@ -100,8 +100,9 @@ thread_local PackBuffer t_a_pack, t_b_pack;
 
 }  // namespace
 
-// dst[i * width + j] = src[j][i * step] for rows j < count and i < len: `count` rows, each read
-// at a stride of `step`, transposed into a micro-panel whose steps i are `width` floats apart.
+// dst[i * width + j] = src[j][i * step] for rows j < count and i < len, and zero for the columns
+// count <= j < width: `count` rows, each read at a stride of `step`, transposed into a micro-panel
+// whose steps i are `width` floats apart.
 // With step 1, groups of four rows go through 4x4 SSE transposes (four row loads, four stores):
 // element by element, the scattered stores had cost as much as the multiplies on long, thin
 // products such as a Gram matrix F F^T of a 96 x 11449 feature map, and half of ResNet-50's 1x1
@@ -130,11 +131,14 @@ void gemm_transpose_rows_into_panel(const float* const* src, int count, int64_t 
   }
   for (; j < count; ++j)
     for (int64_t i = 0; i < len; ++i) dst[i * width + j] = src[j][i * step];
+  if (count < width)
+    for (int64_t i = 0; i < len; ++i) std::fill(dst + i * width + count, dst + (i + 1) * width, 0.0f);
 }
 
 namespace {
 
-// `rows` rows of a row-major matrix (ld floats apart) into a micro-panel of `width` columns.
+// `rows` rows of a row-major matrix (ld floats apart) into a micro-panel of `width` columns (the
+// columns past them zero).
 void transpose_matrix_rows_into_panel(const float* src, int64_t ld, int64_t rows, int64_t kb,
                                       int width, float* dst) {
   CC_ASSERT(rows <= kMaxPanelWidth);
@@ -158,8 +162,6 @@ void gemm_pack_a(bool trans_a, const float* a, int64_t lda, int64_t mb, int64_t 
       }
     } else {  // rows of A become the panel's columns
       transpose_matrix_rows_into_panel(a + i0 * lda, lda, rows, kb, mr, dst);
-      for (int64_t r = rows; r < mr; ++r)
-        for (int64_t p = 0; p < kb; ++p) dst[p * mr + r] = 0.0f;
     }
   }
 }
@@ -181,8 +183,6 @@ void pack_b(bool trans_b, const float* b, int64_t ldb, int64_t kb, int64_t nb, i
       }
     } else {  // B stored n x k: its rows become the panel's columns
       transpose_matrix_rows_into_panel(b + j0 * ldb, ldb, cols, kb, nr, dst);
-      for (int64_t j = cols; j < nr; ++j)
-        for (int64_t p = 0; p < kb; ++p) dst[p * nr + j] = 0.0f;
     }
   }
 }

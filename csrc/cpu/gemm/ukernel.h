@@ -66,8 +66,9 @@ int64_t gemm_k_block(int64_t k, const GemmBlocking& blk);
 // The widest micro-panel any kernel packs (its mr or nr).
 constexpr int kMaxPanelWidth = 64;
 
-// dst[i * width + j] = src[j][i * step] for rows j < count and i < len (count <= width): rows read
-// at a stride of `step`, transposed into a micro-panel whose steps are `width` floats apart.
+// dst[i * width + j] = src[j][i * step] for rows j < count and i < len (count <= width), zero for
+// the columns past count: rows read at a stride of `step`, transposed into a micro-panel whose
+// steps are `width` floats apart.
 // The packers here and the implicit-GEMM weight gradient share it.
 void gemm_transpose_rows_into_panel(const float* const* src, int count, int64_t len, int64_t step,
                                     int width, float* dst);
