@@ -31,6 +31,7 @@
 #include "common/conv_params.h"
 #include "cpu/depthwise_isa.h"
 #include "cpu/parallel.h"
+#include "cpu/vec_lanes.h"
 
 namespace convcore::cpu::avx512 {
 
@@ -74,16 +75,12 @@ inline void taps_stride2(const float* row, __mmask16 mask_a, __mmask16 mask_b, _
   t[2] = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_setzero_si512(), _mm512_castps_si512(e), 1));
 }
 
-inline __mmask16 low_lanes(int64_t count) {
-  return static_cast<__mmask16>(count >= 16 ? 0xFFFF : (1u << count) - 1);
-}
-
 // The tap vectors of every padded row of a plane x (h x w): tv[r][kx][j] is padded input
 // (r, j * stride + kx).
 template <int SW, int PL>
 void plane_taps(const ConvParams& p, const float* x, __m512 (*tv)[3]) {
   const int64_t hp = p.h + p.pad_top + p.pad_bottom;
-  const __mmask16 mask_a = low_lanes(p.w), mask_b = low_lanes(std::max<int64_t>(0, p.w - 16));
+  const __mmask16 mask_a = first_lanes_mask16(p.w), mask_b = first_lanes_mask16(std::max<int64_t>(0, p.w - 16));
   for (int64_t r = 0; r < hp; ++r) {
     const int64_t iy = r - p.pad_top;
     if (iy < 0 || iy >= p.h) {
@@ -104,7 +101,7 @@ void plane(const ConvParams& p, const float* x, const float* wk, float bias, flo
   __m512 wv[9];
   for (int t = 0; t < 9; ++t) wv[t] = _mm512_set1_ps(wk[t]);
   const __m512 bv = _mm512_set1_ps(bias);
-  const __mmask16 out_mask = low_lanes(p.out_w);
+  const __mmask16 out_mask = first_lanes_mask16(p.out_w);
   for (int64_t oy = 0; oy < p.out_h; ++oy) {
     const __m512(*rows)[3] = tv + oy * p.stride_h;
     __m512 acc = bv;
@@ -140,7 +137,7 @@ void all_planes(const ConvParams& p, const float* x, const float* w, const float
 template <int SW, int PL>
 void weight_gradient(const ConvParams& p, const float* dy, const float* x, float* dw) {
   const int64_t in_plane = p.h * p.w, out_plane = p.out_h * p.out_w;
-  const __mmask16 out_mask = low_lanes(p.out_w);
+  const __mmask16 out_mask = first_lanes_mask16(p.out_w);
 #pragma omp parallel for schedule(static) num_threads(num_threads())
   for (int64_t c = 0; c < p.c; ++c) {
     if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
@@ -203,7 +200,7 @@ struct WideRows {
   static constexpr int kPreloaded = 3 - SW;  // rows a window holds before output row 0
   __mmask16 in_mask[NV];
   explicit WideRows(const ConvParams& p) {
-    for (int v = 0; v < NV; ++v) in_mask[v] = low_lanes(std::clamp<int64_t>(p.w - 16 * v, 0, 16));
+    for (int v = 0; v < NV; ++v) in_mask[v] = first_lanes_mask16(std::clamp<int64_t>(p.w - 16 * v, 0, 16));
   }
   // t[kx][v]: padded row r (of the plane x) at columns (16 v + j) * SW + kx for lane j, for the
   // kOutVectors output vectors v
@@ -244,7 +241,7 @@ void wide_plane(const ConvParams& p, const float* x, const float* wk, float bias
   constexpr int NO = Rows::kOutVectors;
   const Rows rows_of(p);
   __mmask16 out_mask[NO];
-  for (int v = 0; v < NO; ++v) out_mask[v] = low_lanes(std::clamp<int64_t>(p.out_w - 16 * v, 0, 16));
+  for (int v = 0; v < NO; ++v) out_mask[v] = first_lanes_mask16(std::clamp<int64_t>(p.out_w - 16 * v, 0, 16));
   __m512 wv[9];
   for (int t = 0; t < 9; ++t) wv[t] = _mm512_set1_ps(wk[t]);
   const __m512 bv = _mm512_set1_ps(bias);
@@ -274,7 +271,7 @@ void wide_weight_gradient(const ConvParams& p, const float* dy, const float* x, 
   const int64_t in_plane = p.h * p.w, out_plane = p.out_h * p.out_w;
   const Rows rows_of(p);
   __mmask16 out_mask[NO];
-  for (int v = 0; v < NO; ++v) out_mask[v] = low_lanes(std::clamp<int64_t>(p.out_w - 16 * v, 0, 16));
+  for (int v = 0; v < NO; ++v) out_mask[v] = first_lanes_mask16(std::clamp<int64_t>(p.out_w - 16 * v, 0, 16));
 #pragma omp parallel for schedule(static) num_threads(num_threads())
   for (int64_t c = 0; c < p.c; ++c) {
     if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
@@ -300,7 +297,6 @@ void wide_weight_gradient(const ConvParams& p, const float* dy, const float* x, 
     for (int t = 0; t < 9; ++t) dw[c * 9 + t] = _mm512_reduce_add_ps(acc[t]);
   }
 }
-
 
 // fn<PL, NV>(args...) for the call's left pad and vectors per row
 template <template <int, int> class Fn, typename... Args>
@@ -339,8 +335,8 @@ void rank1_plane(const ConvParams& col, const ConvParams& row, const float* x, c
   const int64_t kh = col.kh, kw = row.kw, out_w = row.out_w;
   __mmask16 in_mask[NV], out_mask[NV];
   for (int v = 0; v < NV; ++v) {
-    in_mask[v] = low_lanes(std::clamp<int64_t>(col.w - 16 * v, 0, 16));
-    out_mask[v] = low_lanes(std::clamp<int64_t>(out_w - 16 * v, 0, 16));
+    in_mask[v] = first_lanes_mask16(std::clamp<int64_t>(col.w - 16 * v, 0, 16));
+    out_mask[v] = first_lanes_mask16(std::clamp<int64_t>(out_w - 16 * v, 0, 16));
   }
   __m512 wc[8], wr[8];
   for (int64_t t = 0; t < kh; ++t) wc[t] = _mm512_set1_ps(w_col[t]);
@@ -431,8 +427,8 @@ void wide_input_gradient_stride2(const ConvParams& p, const float* dy, const flo
   const __m512i zi = _mm512_setzero_si512();
   __mmask16 dy_mask[NV], store_mask[NV];
   for (int v = 0; v < NV; ++v) {
-    dy_mask[v] = low_lanes(std::clamp<int64_t>(p.out_w - 16 * v, 0, 16));
-    store_mask[v] = low_lanes(std::clamp<int64_t>(p.w - 16 * v, 0, 16));
+    dy_mask[v] = first_lanes_mask16(std::clamp<int64_t>(p.out_w - 16 * v, 0, 16));
+    store_mask[v] = first_lanes_mask16(std::clamp<int64_t>(p.w - 16 * v, 0, 16));
   }
   const int64_t planes = p.n * p.c;
 #pragma omp parallel for schedule(static) num_threads(num_threads())

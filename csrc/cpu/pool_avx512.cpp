@@ -6,17 +6,12 @@
 #include <cstdint>
 
 #include "cpu/pool.h"
+#include "cpu/vec_lanes.h"
 
 namespace convcore::cpu::avx512 {
 namespace {
 
 constexpr int64_t kLanes = 16;
-
-__mmask16 first_n(int64_t n) {
-  if (n <= 0) return 0;
-  if (n >= 16) return 0xFFFF;
-  return static_cast<__mmask16>((1u << n) - 1u);
-}
 
 // Elements p[j*stride] for the lanes in `lanes`; the others are zero.
 struct StridedLoader {
@@ -31,22 +26,22 @@ struct StridedLoader {
   }
 
   __m512 load(const float* p, int64_t lanes) const {
-    if (stride == 1) return _mm512_maskz_loadu_ps(first_n(lanes), p);
+    if (stride == 1) return _mm512_maskz_loadu_ps(first_lanes_mask16(lanes), p);
     const int64_t span = (lanes - 1) * stride + 1;  // elements actually needed
     if (stride == 2) {
-      const __m512 lo = _mm512_maskz_loadu_ps(first_n(span), p);
-      const __m512 hi = _mm512_maskz_loadu_ps(first_n(span - 16), p + 16);
+      const __m512 lo = _mm512_maskz_loadu_ps(first_lanes_mask16(span), p);
+      const __m512 hi = _mm512_maskz_loadu_ps(first_lanes_mask16(span - 16), p + 16);
       return _mm512_permutex2var_ps(lo, even, hi);
     }
-    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), first_n(lanes), lane_offsets, p, 4);
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), first_lanes_mask16(lanes), lane_offsets, p, 4);
   }
 };
 
 void store_indices(int64_t* dst, __m512i idx32, int64_t lanes) {
   const __m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(idx32));
   const __m512i hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(idx32, 1));
-  _mm512_mask_storeu_epi64(dst, static_cast<__mmask8>(first_n(lanes) & 0xFF), lo);
-  _mm512_mask_storeu_epi64(dst + 8, static_cast<__mmask8>(first_n(lanes - 8) & 0xFF), hi);
+  _mm512_mask_storeu_epi64(dst, static_cast<__mmask8>(first_lanes_mask16(lanes) & 0xFF), lo);
+  _mm512_mask_storeu_epi64(dst + 8, static_cast<__mmask8>(first_lanes_mask16(lanes - 8) & 0xFF), hi);
 }
 
 // PyTorch's rule without indices: v replaces best when greater or NaN (NaN propagates).
@@ -77,7 +72,7 @@ void rows_first(const PoolRowF32& r, float* y, Combine combine, Finish finish) {
   for (int64_t j0 = 0; j0 < r.count; j0 += kLanes) {
     const int64_t lanes = r.count - j0 < kLanes ? r.count - j0 : kLanes;
     const int64_t span = 2 * (lanes - 1) + r.kw;  // input columns of these outputs
-    const __mmask16 m_lo = first_n(span), m_hi = first_n(span - 16), m_next = first_n(span - 32);
+    const __mmask16 m_lo = first_lanes_mask16(span), m_hi = first_lanes_mask16(span - 16), m_next = first_lanes_mask16(span - 32);
     const float* col = first + 2 * j0;
     __m512 lo = _mm512_maskz_loadu_ps(m_lo, col), hi = _mm512_maskz_loadu_ps(m_hi, col + 16);
     __m512 next = r.kw == 3 ? _mm512_maskz_loadu_ps(m_next, col + 32) : _mm512_setzero_ps();
@@ -90,7 +85,7 @@ void rows_first(const PoolRowF32& r, float* y, Combine combine, Finish finish) {
     const __m512 e = _mm512_permutex2var_ps(lo, even, hi);
     __m512 out = combine(e, _mm512_permutex2var_ps(lo, odd, hi));
     if (r.kw == 3) out = combine(out, _mm512_permutex2var_ps(e, next_even, next));
-    _mm512_mask_storeu_ps(y + j0, first_n(lanes), finish(out));
+    _mm512_mask_storeu_ps(y + j0, first_lanes_mask16(lanes), finish(out));
   }
 }
 
@@ -129,7 +124,7 @@ void f32_maxpool_row(const PoolRowF32& r, float* y, int64_t* idx) {
               _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(row_start + col)), lane_cols));
       }
     }
-    _mm512_mask_storeu_ps(y + j0, first_n(lanes), best);
+    _mm512_mask_storeu_ps(y + j0, first_lanes_mask16(lanes), best);
     if (idx) store_indices(idx + j0, best_index, lanes);
   }
 }
@@ -148,7 +143,7 @@ void f32_avgpool_row(const PoolRowF32& r, float divisor, float* y) {
       const float* row = r.plane + (r.first_row + ry * r.dil_h) * r.width + block_col;
       for (int64_t kx = 0; kx < r.kw; ++kx) sum = _mm512_add_ps(sum, loader.load(row + kx * r.dil_w, lanes));
     }
-    _mm512_mask_storeu_ps(y + j0, first_n(lanes), _mm512_div_ps(sum, div));
+    _mm512_mask_storeu_ps(y + j0, first_lanes_mask16(lanes), _mm512_div_ps(sum, div));
   }
 }
 

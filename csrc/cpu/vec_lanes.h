@@ -83,13 +83,19 @@ inline typename LaneVec<L>::F fmadd_lanes(typename LaneVec<L>::F a, typename Lan
 }
 
 #if defined(__AVX512F__)
+// The mask of lanes [0, n) of 16: none for n <= 0, all for n >= 16.
+inline __mmask16 first_lanes_mask16(int64_t n) {
+  if (n <= 0) return 0;
+  if (n >= 16) return 0xFFFF;
+  return static_cast<__mmask16>((1u << n) - 1u);
+}
 template <>
 inline void store_lanes<16>(float* dst, LaneVec<16>::F v, int64_t n) {
-  _mm512_mask_storeu_ps(dst, static_cast<__mmask16>((1u << n) - 1u), (__m512)v);
+  _mm512_mask_storeu_ps(dst, first_lanes_mask16(n), (__m512)v);
 }
 template <>
 inline LaneVec<16>::F load_lanes<16>(const float* src, int64_t n) {
-  return (LaneVec<16>::F)_mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1u), src);
+  return (LaneVec<16>::F)_mm512_maskz_loadu_ps(first_lanes_mask16(n), src);
 }
 #endif
 #if defined(__AVX2__)
