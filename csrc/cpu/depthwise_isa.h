@@ -17,6 +17,16 @@
 CONVCORE_DECLARE_DEPTHWISE_F32(avx2)
 CONVCORE_DECLARE_DEPTHWISE_F32(avx512)
 
+namespace convcore::cpu {
+// The depthwise geometry the in-register and channels-in-lanes kernels are written for: 3x3,
+// multiplier 1, no dilation, the same stride 1 or 2 both ways, pads up to 2 on every side.
+inline bool depthwise_3x3_small_pads(const ConvParams& p) {
+  return p.channel_multiplier() == 1 && p.kh == 3 && p.kw == 3 && p.dil_h == 1 && p.dil_w == 1 &&
+         p.stride_h == p.stride_w && (p.stride_w == 1 || p.stride_w == 2) && p.pad_top <= 2 &&
+         p.pad_bottom <= 2 && p.pad_left <= 2 && p.pad_right <= 2;
+}
+}  // namespace convcore::cpu
+
 // 3x3 depthwise (multiplier 1, stride 1 or 2, pads up to 2, padded rows up to 128 columns) with
 // whole input rows in 512-bit registers (depthwise_small_avx512.cpp): forward, weight gradient,
 // and stride 2's input gradient (stride 1's is the forward over dy with the kernels turned).

@@ -523,10 +523,7 @@ bool small_map_applies(const ConvParams& p) {
 // Stride 1 or 2, 3x3, multiplier 1, pads up to 2, up to 128 padded columns (the wide-row kernels;
 // maps whose padded rows fit one or two vectors take the small-map ones).
 bool depthwise_in_registers_applies(const ConvParams& p) {
-  return p.channel_multiplier() == 1 && p.kh == 3 && p.kw == 3 && p.dil_h == 1 && p.dil_w == 1 &&
-         p.stride_h == p.stride_w && (p.stride_w == 1 || p.stride_w == 2) && p.pad_left <= 2 &&
-         p.pad_top <= 2 && p.pad_bottom <= 2 && p.pad_right <= 2 &&
-         p.w + p.pad_left + p.pad_right <= 128;
+  return depthwise_3x3_small_pads(p) && p.w + p.pad_left + p.pad_right <= 128;
 }
 
 void depthwise_forward_in_registers_f32(const ConvParams& p, const float* x, const float* w,
