@@ -6,9 +6,10 @@
 // interpreter down. CC_ASSERT is for conditions that only a convcore bug can break (kernels
 // assert on params that validation already guaranteed).
 #pragma once
-#include <sstream>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace convcore {
 
@@ -27,17 +28,28 @@ struct InternalError : std::logic_error {
 };
 
 namespace detail {
-inline void append_all(std::ostringstream&) {}
-template <typename T, typename... Rest>
-void append_all(std::ostringstream& os, const T& first, const Rest&... rest) {
-  os << first;
-  append_all(os, rest...);
+// Messages are built by plain string appends, not std::ostringstream: an extension linked against
+// a static libstdc++ (some toolchains do so by default; the lent GPU machine's /opt/gcc 13 did)
+// shares the process with the system's shared one, and formatting a number through a stream's
+// locale facets then crashed (segfault in basic_ostream::_M_insert<long>) instead of raising.
+inline void append_part(std::string& out, const std::string& part) { out += part; }
+inline void append_part(std::string& out, const char* part) { out += part; }
+inline void append_part(std::string& out, char part) { out += part; }
+template <typename T>
+std::enable_if_t<std::is_integral_v<T>> append_part(std::string& out, T value) {
+  out += std::to_string(value);
+}
+template <typename T>
+std::enable_if_t<std::is_floating_point_v<T>> append_part(std::string& out, T value) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%g", static_cast<double>(value));
+  out += buffer;
 }
 template <typename... Parts>
 std::string concat(const Parts&... parts) {
-  std::ostringstream os;
-  append_all(os, parts...);
-  return os.str();
+  std::string out;
+  (append_part(out, parts), ...);
+  return out;
 }
 }  // namespace detail
 

@@ -1,7 +1,6 @@
 // The GPU array boundary (see device_array.h).
 #include "cuda/device_array.h"
 
-#include <sstream>
 
 #include "common/errors.h"
 #include "cuda/check.h"
@@ -93,11 +92,10 @@ Shape4 DeviceArray::shape4() const {
 }
 
 std::string shape_str(const std::vector<int64_t>& shape) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
-  os << (shape.size() == 1 ? ",)" : ")");
-  return os.str();
+  std::string out = "(";  // appends, not a stream: see detail::concat in common/errors.h
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  out += shape.size() == 1 ? ",)" : ")";
+  return out;
 }
 
 DeviceArray float_array(const py::handle& obj, const std::string& op, const char* name, int ndim) {
