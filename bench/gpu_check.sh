@@ -13,7 +13,10 @@
 # 4. the whole CPU suite against the same build                          -> $OUT/test_all.log
 # 5. compute-sanitizer memcheck over a slice of the GPU tests (where the
 #    runtime allows it; gVisor machines refuse the device)              -> $OUT/memcheck.log
-# and a summary in the shape of bench/RESULTS-gpu.md                     -> $OUT/summary.md
+# 6. python -m convcore.bench --device cuda (beside cuDNN)               -> $OUT/bench_cuda.json
+# QUICK=1 skips 4 and 5; BENCH=0 skips 6; CUDA_TEST_ARGS adds pytest arguments to 3.
+# and a summary in the shape of bench/RESULTS-gpu.md, with the benchmark's table -> $OUT/summary.md
+# (eight files: the most a lent machine's call brings back)
 #
 # CuPy: the lent H200 image has cupy-cuda13x 14.2.0; the machine cannot reach PyPI. If CuPy is
 # missing, wheels carried in .whl/ (see the device notes: pip download cupy-cuda13x==14.2.0,
@@ -40,6 +43,7 @@ for name in ("numpy", "cupy", "torch", "pybind11", "scikit_build_core", "pytest"
     except Exception as exc:
         print(name, "MISSING", exc)
 EOF
+  echo "mpiexec: $(command -v mpiexec || echo none)"
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
@@ -79,23 +83,38 @@ $PY -c "import convcore, json; print(json.dumps(convcore.backends()['cuda'], ind
 
 # ---- 3. the GPU tests ------------------------------------------------------------------------------
 stamp "tests/test_cuda.py"
-timeout 240 $PY -m pytest -q -rs --durations=10 tests/test_cuda.py tests/test_backends.py \
-  --junitxml="$OUT/junit_cuda.xml" > "$OUT/test_cuda.log" 2>&1
+timeout 240 $PY -m pytest -q -rs --durations=10 tests/test_cuda.py tests/test_backends.py ${CUDA_TEST_ARGS:-} \
+  > "$OUT/test_cuda.log" 2>&1
 cuda_rc=$?
 tail -25 "$OUT/test_cuda.log"
 stamp "test_cuda rc=$cuda_rc"
 
-# ---- 4. the whole suite against this build ---------------------------------------------------------
+# ---- 6 (run early: the measurements matter more than the slower checks below) ----------------------
+bench_rc="not run (BENCH=0)"; : > "$OUT/bench_cuda.txt"
+if [ "${BENCH:-1}" != 0 ]; then
+stamp "python -m convcore.bench --device cuda"
+timeout 180 $PY -m convcore.bench --device cuda --json "$OUT/bench_cuda.json" > "$OUT/bench_cuda.txt" 2>&1
+bench_rc=$?
+cat "$OUT/bench_cuda.txt"
+stamp "bench rc=$bench_rc"
+fi
+
+# ---- 4. the whole suite against this build (skipped with QUICK=1) ----------------------------------
+all_rc="not run (QUICK=1)"; : > "$OUT/test_all.log"
+if [ "${QUICK:-0}" != 1 ]; then
 stamp "whole suite"
-timeout 150 $PY -m pytest -q -x tests --ignore=tests/test_cuda.py > "$OUT/test_all.log" 2>&1
+timeout 120 $PY -m pytest -q -x tests --ignore=tests/test_cuda.py > "$OUT/test_all.log" 2>&1
 all_rc=$?
+fi
 tail -3 "$OUT/test_all.log"
 stamp "whole suite rc=$all_rc"
 
 # ---- 5. memcheck on a slice (best effort) ------------------------------------------------------------
-if command -v compute-sanitizer >/dev/null; then
+if [ "${QUICK:-0}" = 1 ]; then
+  mem_rc="not run (QUICK=1)"
+elif command -v compute-sanitizer >/dev/null; then
   stamp "compute-sanitizer memcheck"
-  timeout 120 compute-sanitizer --tool memcheck --error-exitcode 86 --target-processes all \
+  timeout 90 compute-sanitizer --tool memcheck --error-exitcode 86 --target-processes all \
     $PY -m pytest -q -x tests/test_cuda.py -p no:cacheprovider \
     -k "float64 and not finite and not index_math and not deep_conv" > "$OUT/memcheck.log" 2>&1
   mem_rc=$?
@@ -117,6 +136,12 @@ fi
   echo "- \`pytest tests/test_cuda.py tests/test_backends.py\`: rc=$cuda_rc; $(tail -1 "$OUT/test_cuda.log")"
   echo "- whole suite on this build: rc=$all_rc; $(tail -1 "$OUT/test_all.log")"
   echo "- compute-sanitizer memcheck (float64 slice of test_cuda.py): rc=$mem_rc"
+  echo "- \`python -m convcore.bench --device cuda\`: rc=$bench_rc"
+  echo
+  echo '```'
+  cat "$OUT/bench_cuda.txt"
+  echo '```'
   echo "- wall time of this script: $(( $(date +%s) - start )) s"
 } > "$OUT/summary.md"
+rm -f "$OUT/bench_cuda.txt"
 cat "$OUT/summary.md"

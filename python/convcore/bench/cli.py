@@ -38,6 +38,8 @@ def parse_args(argv):
     p.add_argument("--list", action="store_true", help="list the selected rows and exit")
     p.add_argument("--claims", action="store_true",
                    help="instead of the suite: textbook cost claims, analytic vs measured ratios")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cuda: the suite's shapes (batches scaled up) on the GPU beside cuDNN")
     p.add_argument("--verbose", action="store_true", help="print tracebacks of failing columns")
     args = p.parse_args(argv)
     if args.reps < 0:
@@ -71,6 +73,8 @@ def main(argv=None):
         threads = args.threads or os.cpu_count() or 1
         run_claims(reps=args.reps or (3 if args.quick else 7), threads=threads)
         return 0
+    if args.device == "cuda":
+        return _main_cuda(args)
     suite = args.suite or ("quick" if args.quick else "default")
     rows = select_rows(suite, args.rows)
     if args.list:
@@ -127,4 +131,16 @@ def main(argv=None):
         title = f"convcore vs PyTorch, {machine['cpu_model']}, {settings.threads} thread(s)"
         report.write_plot(plt, args.plot, results, title)
         print(f"wrote {args.plot}")
+    return 0
+
+
+def _main_cuda(args):
+    from . import cuda
+    outcome = cuda.run(reps=args.reps or (3 if args.quick else 7), rows=args.rows)
+    if outcome is None:
+        return 2
+    results, ceilings = outcome
+    if args.json:
+        report.write_json(args.json, {"device": "cuda", "ceilings": ceilings, "rows": results})
+        print(f"wrote {args.json}")
     return 0
