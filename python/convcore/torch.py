@@ -10,11 +10,19 @@ implementation (shapes only, for torch.compile / export / FakeTensor tracing) an
 formula whose backward is itself a custom op (so compiled graphs trace the backward too; the
 backward ops are not differentiable again: no double backward).
 
-Tensors cross into convcore without copies: a contiguous CPU float32/float64 tensor is viewed as a
-NumPy array (`Tensor.numpy()`), and convcore's output array becomes the result tensor
-(`torch.from_numpy`), sharing its memory. Non-contiguous tensors are made contiguous first (one
-copy, as any CPU kernel would). Only CPU tensors are accepted: convcore's CUDA backend is not
-reachable through its functional API, so a CUDA tensor raises TypeError naming the argument.
+Tensors cross into convcore without copies, on the CPU and on CUDA devices (every op is
+registered for both). A contiguous CPU float32/float64 tensor is viewed as a NumPy array
+(`Tensor.numpy()`), and convcore's output array becomes the result tensor (`torch.from_numpy`),
+sharing its memory. A CUDA tensor is handed to convcore.functional as it is (convcore._gpu reads
+it through `__cuda_array_interface__` and sends the call to convcore._cuda): outputs are torch
+tensors on the input's device from torch's caching allocator, and the kernels run on
+torch.cuda.current_stream(), so they are ordered with the surrounding torch ops like any of
+them. Non-contiguous tensors are made contiguous first (one copy, as any kernel would).
+locally_connected2d and tiled_conv2d have no CUDA kernels in convcore: on CUDA tensors they run
+the CPU kernels on host copies (one copy each way per call, which waits for the stream).
+A CUDA tensor when convcore was built without its CUDA backend (or sees no device) raises
+TypeError naming the argument (convcore.backends()["cuda"] says what was built); tensors of one
+call on different devices (a CPU input with a CUDA weight, two GPUs) raise TypeError too.
 
 Argument spellings follow torch.nn.functional (ints or pairs; conv padding also "same"/"valid"
 and (top, bottom, left, right)); the registered ops take the normalised lists. A tensor of the
@@ -49,15 +57,23 @@ HAS_LOCAL = hasattr(F, "locally_connected2d") and hasattr(F, "tiled_conv2d")
 _FLOAT = (torch.float32, torch.float64)
 
 
-# ---- the boundary: tensors <-> NumPy arrays, without copies ---------------------------------
+# ---- the boundary: tensors <-> convcore's arrays, without copies ----------------------------
 
 def _np(t):
-    """A NumPy view of a CPU tensor (a copy only when it is not contiguous)."""
-    return None if t is None else t.detach().contiguous().numpy()
+    """convcore's view of a tensor: a NumPy array sharing a CPU tensor's memory, or the CUDA
+    tensor itself, detached (convcore._gpu reads it in place). A copy only when it is not
+    contiguous."""
+    if t is None:
+        return None
+    t = t.detach().contiguous()
+    return t.numpy() if t.device.type == "cpu" else t
 
 
 def _tensor(a):
-    """convcore's output array as a tensor sharing its memory."""
+    """convcore's output as a tensor sharing its memory: a NumPy array becomes a CPU tensor;
+    on CUDA convcore already returns torch tensors (allocated on the input's device)."""
+    if isinstance(a, torch.Tensor):
+        return a
     return torch.from_numpy(np.ascontiguousarray(a))
 
 
@@ -67,16 +83,72 @@ def _grad_or_empty(grad, like):
     return like.new_empty(0) if grad is None else _tensor(grad)
 
 
+def _via_host(fn):
+    """fn (a convcore.functional op without CUDA kernels) on host copies of CUDA tensor
+    arguments, its array results copied back to that device; CPU calls pass straight through."""
+    def run(*args, **kwargs):
+        device = next((a.device for a in args
+                       if isinstance(a, torch.Tensor) and a.device.type != "cpu"), None)
+        if device is None:
+            return fn(*args, **kwargs)
+        out = fn(*(a.cpu().numpy() if isinstance(a, torch.Tensor) else a for a in args),
+                 **kwargs)
+
+        def back(r):
+            return None if r is None else torch.from_numpy(np.ascontiguousarray(r)).to(device)
+        return tuple(back(r) for r in out) if isinstance(out, tuple) else back(out)
+    return run
+
+
+_cuda_reason = []  # memo of _cuda_unavailable(): [] until asked, then [reason or None]
+
+
+def _cuda_unavailable():
+    """None when convcore can run CUDA tensors, else why not (asked of convcore once)."""
+    if not _cuda_reason:
+        import convcore
+        info = convcore.backends()["cuda"]
+        if not info.get("built", False):
+            reason = "convcore was built without its CUDA backend"
+        elif not info.get("available", False):
+            reason = f"convcore sees no CUDA device ({info.get('reason') or 'no devices'})"
+        else:
+            reason = None
+        _cuda_reason.append(reason)
+    return _cuda_reason[0]
+
+
 def _check(t, op, name, optional=False):
-    """Tensor arguments: a CPU float32/float64 torch.Tensor, else TypeError naming it."""
+    """Tensor arguments: a float32/float64 torch.Tensor on the CPU or on a CUDA device that
+    convcore can use, else TypeError naming it."""
     if t is None and optional:
         return
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.device.type != "cpu":
-        raise TypeError(f"{op}: {name} is on {t.device}; convcore.torch runs on CPU tensors only")
+    if t.device.type not in ("cpu", "cuda"):
+        raise TypeError(f"{op}: {name} is on {t.device}; convcore.torch runs on CPU and CUDA "
+                        "tensors only")
+    if t.device.type == "cuda" and _cuda_unavailable() is not None:
+        raise TypeError(f"{op}: {name} is a CUDA tensor ({t.device}), but "
+                        f"{_cuda_unavailable()} (convcore.backends()['cuda'] says what was "
+                        "built); move it to the CPU or build convcore with CUDA")
     if t.dtype not in _FLOAT:
         raise TypeError(f"{op}: {name} must be float32 or float64, got {t.dtype}")
+
+
+def _check_all(op, *named):
+    """Checks each (name, tensor, optional) with _check, then that the tensors given share one
+    device (TypeError naming the first that does not)."""
+    first = None
+    for name, t, optional in named:
+        _check(t, op, name, optional)
+        if t is None:
+            continue
+        if first is None:
+            first = (name, t.device)
+        elif t.device != first[1]:
+            raise TypeError(f"{op}: {name} is on {t.device} but {first[0]} is on {first[1]}; "
+                            "all tensor arguments must be on one device")
 
 
 def _out_extent(size, pad_before, pad_after, kernel, stride, dilation):
@@ -95,10 +167,11 @@ def _pool_extent(size, kernel, stride, pad, dilation, ceil_mode):
 
 
 def _define(name, schema, impl, fake, backward=None, setup=None):
-    """Registers convcore::<name> with its CPU implementation, fake implementation and (when
+    """Registers convcore::<name> with its implementation (one for CPU and CUDA tensors alike:
+    convcore.functional picks the backend from the arrays), fake implementation and (when
     given) autograd formula; returns the op."""
     op = torch.library.custom_op(f"convcore::{name}", impl, mutates_args=(),
-                                 device_types="cpu", schema=schema)
+                                 device_types=("cpu", "cuda"), schema=schema)
     op.register_fake(fake)
     if backward is not None:
         op.register_autograd(backward, setup_context=setup)
@@ -208,16 +281,13 @@ _transpose_op = _conv_family(
     _transpose_out_shape, lambda w, output_padding, groups: (w.shape[1] * groups,))
 
 if HAS_LOCAL:
+    # no CUDA kernels for these: CUDA tensors run the CPU kernels on host copies
     _local_op = _conv_family(
-        "locally_connected2d", "",
-        lambda x, w, b, s, p, d: F.locally_connected2d(x, w, b, s, p, d),
-        lambda dy, x, w, s, p, d, need: F.locally_connected2d_backward(dy, x, w, s, p, d,
-                                                                       need=need),
-        _local_out_shape, lambda w: tuple(w.shape[:3]))
+        "locally_connected2d", "", _via_host(F.locally_connected2d),
+        _via_host(F.locally_connected2d_backward), _local_out_shape,
+        lambda w: tuple(w.shape[:3]))
     _tiled_op = _conv_family(
-        "tiled_conv2d", "",
-        lambda x, w, b, s, p, d: F.tiled_conv2d(x, w, b, s, p, d),
-        lambda dy, x, w, s, p, d, need: F.tiled_conv2d_backward(dy, x, w, s, p, d, need=need),
+        "tiled_conv2d", "", _via_host(F.tiled_conv2d), _via_host(F.tiled_conv2d_backward),
         _local_out_shape, lambda w: tuple(w.shape[:3]))
     __all__ += ["locally_connected2d", "tiled_conv2d", "LocallyConnected2d", "TiledConv2d"]
 
@@ -230,9 +300,7 @@ def _conv_geometry(op, weight, stride, padding, dilation, kernel_dims=slice(2, 4
 
 
 def _check_conv_tensors(op, x, weight, bias):
-    _check(x, op, "input")
-    _check(weight, op, "weight")
-    _check(bias, op, "bias", optional=True)
+    _check_all(op, ("input", x, False), ("weight", weight, False), ("bias", bias, True))
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -284,7 +352,8 @@ def separable_conv2d(input, weight_depthwise, weight_pointwise, bias=None, strid
                      dilation=1):
     """Depthwise separable convolution: depthwise (C*m, 1, kh, kw) then pointwise (K, C*m, 1, 1)."""
     op = "separable_conv2d"
-    _check(weight_pointwise, op, "weight_pointwise")
+    _check_all(op, ("input", input, False), ("weight_depthwise", weight_depthwise, False),
+               ("weight_pointwise", weight_pointwise, False), ("bias", bias, True))
     mid = depthwise_conv2d(input, weight_depthwise, None, stride, padding, dilation)
     return conv2d(mid, weight_pointwise, bias)
 
@@ -365,10 +434,8 @@ def sepconv2d_1d(input, weight_col, weight_row, bias=None, stride=1, padding=0, 
     """A depthwise kh x kw convolution whose kernel of channel c is outer(weight_col[c],
     weight_row[c]), run as a column pass then a row pass. weight_col (C, kh), weight_row (C, kw)."""
     op = "sepconv2d_1d"
-    _check(input, op, "input")
-    _check(weight_col, op, "weight_col")
-    _check(weight_row, op, "weight_row")
-    _check(bias, op, "bias", optional=True)
+    _check_all(op, ("input", input, False), ("weight_col", weight_col, False),
+               ("weight_row", weight_row, False), ("bias", bias, True))
     stride = pair(stride, op, "stride")
     dilation = pair(dilation, op, "dilation")
     kernel = (weight_col.shape[-1], weight_row.shape[-1])
@@ -777,7 +844,7 @@ class SepConv1d(nn.Module):
         w_col, w_row = F.rank1_factor(weight.detach().cpu().numpy(), rtol=rtol)
         channels, kh, kw = weight.shape[0], weight.shape[2], weight.shape[3]
         module = cls(channels, (kh, kw), stride, padding, dilation, bias is not None,
-                     dtype=weight.dtype)
+                     device=weight.device, dtype=weight.dtype)
         with torch.no_grad():
             module.weight_col.copy_(torch.from_numpy(w_col))
             module.weight_row.copy_(torch.from_numpy(w_row))
