@@ -51,6 +51,16 @@ def _exact_pytorch_references():
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _poison_gpu_outputs():
+    """NaN-fill every output convcore._cuda allocates before its kernels run (as test_cuda.py
+    does): an element a kernel leaves unwritten shows up instead of reading as torch.empty's."""
+    from convcore import _cuda
+    _cuda._set_debug_poison(True)
+    yield
+    _cuda._set_debug_poison(False)
+
+
 def _g(rng, *shape, dtype=torch.float64):
     return torch.from_numpy(rng.standard_normal(shape)).to(device=DEV, dtype=dtype)
 
