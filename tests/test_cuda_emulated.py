@@ -84,13 +84,31 @@ def test_op_against_reference(rng, monkeypatch, op, case_id):
 
 
 def test_conv2d_larger_than_one_gemm_tile(rng, monkeypatch):
-    """K, C*kh*kw and positions past the 64x64x16 GEMM tile, with a 2-image batch."""
+    """K, C*kh*kw and positions past one GEMM tile (64 or 128 x 128), with a 2-image batch."""
     import test_conv2d
     monkeypatch.setattr(test_conv2d, "F", _emulated_functional())
     case = random_conv_case(rng)
     case.n, case.c, case.h, case.w, case.k, case.groups = 2, 4, 11, 13, 66, 1
     case.kh, case.kw, case.stride, case.dilation, case.pads = 3, 3, (1, 1), (1, 1), (1, 1, 1, 1)
     test_conv2d._run_case(rng, case, np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,c,h,w,k", [(3, 3, 21, 21, 20), (5, 3, 17, 19, 70), (1, 120, 6, 7, 9),
+                                       (5, 1, 64, 64, 2)])
+def test_conv2d_split_reduction(rng, monkeypatch, dtype, n, c, h, w, k):
+    """Reductions over images x positions long enough (>= 1024) for the GEMM to split k across
+    partial matrices (the emulator reports no multiprocessor count, so 132 is assumed), with
+    positions per image not a multiple of the 8-wide k slice (slices straddle images), and
+    m on both tile heights (20 -> 64-row tiles, 70 -> 128-row tiles); and a one-image forward
+    whose reduction (C*kh*kw = 1080) splits too, with the bias added by the reduction; and a
+    bias gradient long enough (5 x 64 x 64 terms) to be summed in two image chunks."""
+    import test_conv2d
+    monkeypatch.setattr(test_conv2d, "F", _emulated_functional())
+    case = random_conv_case(rng)
+    case.n, case.c, case.h, case.w, case.k, case.groups = n, c, h, w, k, 1
+    case.kh, case.kw, case.stride, case.dilation, case.pads = 3, 3, (1, 1), (1, 1), (1, 1, 1, 1)
+    test_conv2d._run_case(rng, case, dtype)
 
 
 def test_pool_indices_out_of_range(rng):
