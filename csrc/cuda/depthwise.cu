@@ -140,8 +140,7 @@ __global__ void __launch_bounds__(256) dw3x3_forward_kernel(
     T* __restrict__ y, I strips_y, I total) {
   const I H = I(p.h), W = I(p.w), OH = I(p.out_h), OW = I(p.out_w), K = I(p.k), C = I(p.c);
   const I mult = K / C;
-  for (I i = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); i < total;
-       i += I(blockDim.x) * I(gridDim.x)) {
+  CC_GRID_STRIDE_AS(I, i, total) {
     const I ox = i % OW, r = i / OW;
     const I oy0 = (r % strips_y) * kStrip, plane = r / strips_y;  // plane = n*K + k
     const I k = plane % K, n = plane / K;
@@ -182,8 +181,7 @@ __global__ void __launch_bounds__(256) dw3x3_backward_input_kernel(
   const I mult = K / C;
   constexpr int kDlo = (PAR - 2 >= 0) ? (PAR - 2) / S : -((2 - PAR + S - 1) / S);
   constexpr int kDhi = (PAR + kStrip - 1) / S;
-  for (I i = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); i < total;
-       i += I(blockDim.x) * I(gridDim.x)) {
+  CC_GRID_STRIDE_AS(I, i, total) {
     const I ix = i % W, r = i / W;
     const I iy0 = (r % strips_y) * kStrip, plane = r / strips_y;  // plane = n*C + c
     const I c = plane % C, n = plane / C;
