@@ -131,3 +131,36 @@ def test_boundary_errors(rng):
         F.conv2d(x, EmuArray(w), groups=3)
     with pytest.raises(ValueError, match="C-contiguous"):
         F.conv2d(EmuArray(randn(rng, (1, 2, 5, 10), np.float32)[:, :, :, ::2]), EmuArray(w))
+
+
+@pytest.mark.parametrize("stride,pads,mult,hw,dtype", [
+    (1, (1, 1, 1, 1), 1, (9, 7), np.float32),
+    (2, (1, 1, 1, 1), 1, (8, 11), np.float32),
+    (2, (0, 2, 3, 0), 2, (10, 5), np.float64),
+    (1, (2, 0, 0, 3), 2, (6, 13), np.float64),
+    (2, (2, 1, 1, 2), 1, (5, 6), np.float32),
+])
+def test_depthwise_3x3_fast_paths(rng, monkeypatch, stride, pads, mult, hw, dtype):
+    """The 3x3 strip kernels: strides 1/2, both pad parities, multiplier 2, strip-edge heights."""
+    import test_conv2d
+    monkeypatch.setattr(test_conv2d, "F", _emulated_functional())
+    case = random_conv_case(rng, depthwise=True)
+    case.n, case.c, case.h, case.w = 2, 3, hw[0], hw[1]
+    case.k, case.groups, case.kh, case.kw = 3 * mult, 3, 3, 3
+    case.stride, case.dilation, case.pads = (stride, stride), (1, 1), pads
+    test_conv2d._run_case(rng, case, dtype)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(3, 2, 1), (2, 2, 0), (3, 1, 0)])
+def test_max_pool_backward_recomputed_argmax_ties_and_nan(rng, kernel, stride, padding):
+    """Backward without indices (argmax kept as a window tap) against the reference's indices."""
+    import reference_pool as R
+    x = np.round(randn(rng, (2, 3, 9, 11), np.float32))  # many ties
+    x[0, 0, 5, 5] = x[1, 2, 0, 0] = x[1, 2, 0, 1] = np.nan
+    _, idx_ref = R.max_pool2d(x, (kernel,) * 2, (stride,) * 2, (padding,) * 2)
+    dy = randn(rng, idx_ref.shape, np.float32)
+    args = (kernel, stride, padding)
+    got = F.max_pool2d_backward(EmuArray(dy), EmuArray(x), *args)
+    want = F.max_pool2d_backward(EmuArray(dy), EmuArray(x), *args,
+                                 indices=EmuArray(idx_ref.astype(np.int64)))
+    np.testing.assert_array_equal(np.array(got.array), np.array(want.array))
