@@ -84,13 +84,31 @@ def test_op_against_reference(rng, monkeypatch, op, case_id):
 
 
 def test_conv2d_larger_than_one_gemm_tile(rng, monkeypatch):
-    """K, C*kh*kw and positions past the 64x64x16 GEMM tile, with a 2-image batch."""
+    """K, C*kh*kw and positions past one GEMM tile (64 or 128 x 128), with a 2-image batch."""
     import test_conv2d
     monkeypatch.setattr(test_conv2d, "F", _emulated_functional())
     case = random_conv_case(rng)
     case.n, case.c, case.h, case.w, case.k, case.groups = 2, 4, 11, 13, 66, 1
     case.kh, case.kw, case.stride, case.dilation, case.pads = 3, 3, (1, 1), (1, 1), (1, 1, 1, 1)
     test_conv2d._run_case(rng, case, np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,c,h,w,k", [(3, 3, 21, 21, 20), (5, 3, 17, 19, 70), (1, 120, 6, 7, 9),
+                                       (5, 1, 64, 64, 2)])
+def test_conv2d_split_reduction(rng, monkeypatch, dtype, n, c, h, w, k):
+    """Reductions over images x positions long enough (>= 1024) for the GEMM to split k across
+    partial matrices (the emulator reports no multiprocessor count, so 132 is assumed), with
+    positions per image not a multiple of the 8-wide k slice (slices straddle images), and
+    m on both tile heights (20 -> 64-row tiles, 70 -> 128-row tiles); and a one-image forward
+    whose reduction (C*kh*kw = 1080) splits too, with the bias added by the reduction; and a
+    bias gradient long enough (5 x 64 x 64 terms) to be summed in two image chunks."""
+    import test_conv2d
+    monkeypatch.setattr(test_conv2d, "F", _emulated_functional())
+    case = random_conv_case(rng)
+    case.n, case.c, case.h, case.w, case.k, case.groups = n, c, h, w, k, 1
+    case.kh, case.kw, case.stride, case.dilation, case.pads = 3, 3, (1, 1), (1, 1), (1, 1, 1, 1)
+    test_conv2d._run_case(rng, case, dtype)
 
 
 def test_pool_indices_out_of_range(rng):
@@ -113,3 +131,36 @@ def test_boundary_errors(rng):
         F.conv2d(x, EmuArray(w), groups=3)
     with pytest.raises(ValueError, match="C-contiguous"):
         F.conv2d(EmuArray(randn(rng, (1, 2, 5, 10), np.float32)[:, :, :, ::2]), EmuArray(w))
+
+
+@pytest.mark.parametrize("stride,pads,mult,hw,dtype", [
+    (1, (1, 1, 1, 1), 1, (9, 7), np.float32),
+    (2, (1, 1, 1, 1), 1, (8, 11), np.float32),
+    (2, (0, 2, 3, 0), 2, (10, 5), np.float64),
+    (1, (2, 0, 0, 3), 2, (6, 13), np.float64),
+    (2, (2, 1, 1, 2), 1, (5, 6), np.float32),
+])
+def test_depthwise_3x3_fast_paths(rng, monkeypatch, stride, pads, mult, hw, dtype):
+    """The 3x3 strip kernels: strides 1/2, both pad parities, multiplier 2, strip-edge heights."""
+    import test_conv2d
+    monkeypatch.setattr(test_conv2d, "F", _emulated_functional())
+    case = random_conv_case(rng, depthwise=True)
+    case.n, case.c, case.h, case.w = 2, 3, hw[0], hw[1]
+    case.k, case.groups, case.kh, case.kw = 3 * mult, 3, 3, 3
+    case.stride, case.dilation, case.pads = (stride, stride), (1, 1), pads
+    test_conv2d._run_case(rng, case, dtype)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(3, 2, 1), (2, 2, 0), (3, 1, 0)])
+def test_max_pool_backward_recomputed_argmax_ties_and_nan(rng, kernel, stride, padding):
+    """Backward without indices (argmax kept as a window tap) against the reference's indices."""
+    import reference_pool as R
+    x = np.round(randn(rng, (2, 3, 9, 11), np.float32))  # many ties
+    x[0, 0, 5, 5] = x[1, 2, 0, 0] = x[1, 2, 0, 1] = np.nan
+    _, idx_ref = R.max_pool2d(x, (kernel,) * 2, (stride,) * 2, (padding,) * 2)
+    dy = randn(rng, idx_ref.shape, np.float32)
+    args = (kernel, stride, padding)
+    got = F.max_pool2d_backward(EmuArray(dy), EmuArray(x), *args)
+    want = F.max_pool2d_backward(EmuArray(dy), EmuArray(x), *args,
+                                 indices=EmuArray(idx_ref.astype(np.int64)))
+    np.testing.assert_array_equal(np.array(got.array), np.array(want.array))

@@ -4,6 +4,9 @@
 // block sum over images and output positions). Acc is the accumulator type: T for algo="direct",
 // double for algo="reference", which makes this file the GPU's oracle as csrc/ref is the CPU's.
 // Also here: the bias gradient and bias addition shared by every algorithm.
+#include <algorithm>
+#include <cstdint>
+
 #include "cuda/conv.h"
 #include "cuda/conv_index.cuh"
 #include "cuda/launch.cuh"
@@ -92,16 +95,39 @@ __global__ void direct_backward_weight_kernel(ConvParams p, const T* __restrict_
   }
 }
 
-// One block per output channel k: sum of dy[:, k] in double.
+// Bias gradient, pass 1: block b = k * chunks + chunk sums dy[images of the chunk, k] in double
+// (each chunk's images hold a contiguous run of planes: no division per term unless a chunk's
+// terms pass 2^31) into partial[b]. Pass 2 adds each channel's chunks in chunk order. The chunk
+// count depends only on the shape: the bits never change from run to run.
 template <typename T>
-__global__ void bias_backward_kernel(ConvParams p, const T* __restrict__ dy, T* __restrict__ db) {
-  const int64_t plane = p.out_h * p.out_w, terms = p.n * plane;
-  CC_BLOCK_STRIDE(k, p.k) {
+__global__ void bias_partial_kernel(ConvParams p, const T* __restrict__ dy, int64_t chunks,
+                                    int64_t images_per_chunk, double* __restrict__ partial) {
+  const int64_t plane = p.out_h * p.out_w;
+  CC_BLOCK_STRIDE(b, p.k * chunks) {
+    const int64_t k = b / chunks, first = (b % chunks) * images_per_chunk;
+    const int64_t images = images_per_chunk < p.n - first ? images_per_chunk : p.n - first;
+    const int64_t terms = images > 0 ? images * plane : 0;
     double acc = 0.0;
-    for (int64_t t = threadIdx.x; t < terms; t += blockDim.x)
-      acc += double(dy[((t / plane) * p.k + k) * plane + t % plane]);
+    if (terms < (int64_t(1) << 31)) {
+      const uint32_t plane32 = uint32_t(plane);
+      for (uint32_t t = threadIdx.x; t < uint32_t(terms); t += blockDim.x)
+        acc += double(dy[((first + t / plane32) * p.k + k) * plane + t % plane32]);
+    } else {
+      for (int64_t t = threadIdx.x; t < terms; t += blockDim.x)
+        acc += double(dy[((first + t / plane) * p.k + k) * plane + t % plane]);
+    }
     const double total = block_sum(acc);
-    if (threadIdx.x == 0) db[k] = T(total);
+    if (threadIdx.x == 0) partial[b] = total;
+  }
+}
+
+template <typename T>
+__global__ void bias_finish_kernel(const double* __restrict__ partial, int64_t chunks,
+                                   T* __restrict__ db, int64_t channels) {
+  CC_GRID_STRIDE(k, channels) {
+    double acc = 0.0;
+    for (int64_t c = 0; c < chunks; ++c) acc += partial[k * chunks + c];
+    db[k] = T(acc);
   }
 }
 
@@ -136,7 +162,17 @@ void conv2d_backward_weight_direct(const ConvParams& p, const T* dy, const T* x,
 
 template <typename T>
 void conv2d_backward_bias(const ConvParams& p, const T* dy, T* db, cudaStream_t stream) {
-  CC_CUDA_LAUNCH_BLOCKS(bias_backward_kernel<T>, p.k, kReduceBlock, stream, p, dy, db);
+  if (p.k == 0) return;
+  // about 2048 blocks (a few per SM on any GPU), at least 8K terms each
+  const int64_t plane = std::max<int64_t>(p.out_h * p.out_w, 1);
+  const int64_t most_chunks = std::max<int64_t>(1, (p.n * plane) / 8192);
+  const int64_t chunks = std::clamp<int64_t>((2048 + p.k - 1) / p.k, 1, std::min(most_chunks, std::max<int64_t>(p.n, 1)));
+  const int64_t images_per_chunk = (p.n + chunks - 1) / chunks;
+  DeviceBuffer partial(size_t(p.k * chunks) * sizeof(double), stream);
+  CC_CUDA_LAUNCH_BLOCKS(bias_partial_kernel<T>, p.k * chunks, kReduceBlock, stream, p, dy, chunks,
+                        images_per_chunk, partial.as<double>());
+  CC_CUDA_LAUNCH(bias_finish_kernel<T>, p.k, kReduceBlock, stream, partial.as<const double>(),
+                 chunks, db, p.k);
 }
 
 template <typename T>

@@ -64,3 +64,21 @@ __device__ inline TapRange output_range(int64_t tap_offset, int64_t stride, int6
 }
 
 }  // namespace convcore::cuda
+
+// CC_GRID_STRIDE with a chosen index type I (int where the sizes fit: cheaper div/mod).
+#define CC_GRID_STRIDE_AS(I, i, total)                                             \
+  for (I i = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); i < (total); \
+       i += I(blockDim.x) * I(gridDim.x))
+
+namespace convcore::cuda {
+// i = (outer * rows + y) * cols + x: the (outer, y, x) of a flat index, in index type I.
+template <typename I>
+struct Split3 {
+  I outer, y, x;
+};
+template <typename I>
+__device__ inline Split3<I> split3(I i, I rows, I cols) {
+  const I r = i / cols;
+  return {r / rows, r % rows, i % cols};
+}
+}  // namespace convcore::cuda

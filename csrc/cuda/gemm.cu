@@ -1,8 +1,14 @@
-// The tiled GEMM of gemm.cuh. Each block computes a 64x64 tile of C with 256 threads, 4x4
-// outputs per thread, stepping through k in slices of 16 staged in shared memory. Tile loads
-// walk whichever index is contiguous in memory (chosen per operand from its strides), so both
-// plain and transposed operands load coalesced. Out-of-range rows/columns load as zero.
-// Accumulation is in T, in a fixed order per output: results are deterministic.
+// The tiled GEMM of gemm.cuh. Each block computes a 128x128 (or, for m <= 64, 64x128) tile of C
+// with 256 threads, 8x8 (4x8) outputs per thread, stepping through k in slices of 8 staged in
+// double-buffered shared memory. Tile loads walk whichever index is contiguous in memory (chosen
+// per operand from its strides), so plain and transposed operands both load coalesced;
+// out-of-range rows/columns load as zero. When the tiles cannot fill the GPU (a small C with a
+// long reduction, as in the conv weight gradient) k is split into ranges summed into separate
+// partial matrices and added in a fixed order. Accumulation is in T in a fixed order per output:
+// results are deterministic.
+#include <algorithm>
+
+#include "common/select_algo.h"
 #include "cuda/gemm.cuh"
 #include "cuda/launch.cuh"
 
@@ -10,104 +16,343 @@ namespace convcore::cuda {
 
 namespace {
 
-constexpr int kTileM = 64, kTileN = 64, kTileK = 16;
-constexpr int kThreads = 256;           // 16 x 16 threads
-constexpr int kPerThread = 4;           // 4 x 4 outputs per thread
+constexpr int kThreads = 256;           // 16 x 16 threads per block
 constexpr int64_t kMaxGridX = (int64_t(1) << 31) - 1;
 constexpr int kMaxGridYZ = 65535;       // gridDim.y / gridDim.z limit; the kernel loops beyond it
 
 template <typename T>
 struct GemmArgs {
   GemmShape shape;
-  GemmOperand<T> a, b;
+  GemmOperand<T> a;
   T* c;
   int64_t ldc, c_batch_stride;
   bool accumulate;
   const T* bias;
 };
 
-// Offset of reduction index k along an operand (split as outer * k_inner + inner).
-__device__ inline int64_t k_offset(int64_t k, int64_t k_inner, int64_t inner_stride,
-                                   int64_t outer_stride) {
-  return (k / k_inner) * outer_stride + (k % k_inner) * inner_stride;
-}
+// Position of reduction index k along the operands, split as outer * k_inner + inner, advanced
+// incrementally (no division per element: a tile moves every cursor forward by 8).
+struct KCursor {
+  int64_t outer, inner;
+  __device__ KCursor(int64_t k, int64_t k_inner) : outer(k / k_inner), inner(k % k_inner) {}
+  __device__ void advance(int64_t steps, int64_t k_inner) {
+    inner += steps;
+    while (inner >= k_inner) { inner -= k_inner; ++outer; }
+  }
+  __device__ int64_t offset(int64_t inner_stride, int64_t outer_stride) const {
+    return outer * outer_stride + inner * inner_stride;
+  }
+};
 
+// The B operand as a strided matrix (GemmOperand): element (k, j) at
+// ptr + batch*batch_stride + outer*outer_stride + inner*row_stride + j*col_stride.
+// A source hands each thread kLoad values of a k slice per fetch: along j (n_fast) or along k.
 template <typename T>
-__global__ void __launch_bounds__(kThreads) gemm_tiled_kernel(GemmArgs<T> g) {
-  __shared__ T a_tile[kTileK][kTileM + 1];  // a_tile[kk][i]; +1 avoids bank conflicts on stores
-  __shared__ T b_tile[kTileK][kTileN + 1];  // b_tile[kk][j]
+struct StridedSource {
+  GemmOperand<T> op;
+  int64_t k_inner;
+  __host__ __device__ bool n_fast() const { return op.col_stride == 1; }
+
+  struct Thread {
+    const T* base;
+    int64_t j0;
+    KCursor at;
+  };
+  __device__ Thread start(int64_t batch, int64_t j0, int64_t k) const {
+    return {op.ptr + batch * op.batch_stride, j0, KCursor(k, k_inner)};
+  }
+  // values (k0.., j0..) for the thread's run, zero past n or k_end; moves the thread 8 k on
+  template <int kLoad>
+  __device__ void fetch(Thread& t, bool along_j, int64_t gk, int64_t n, int64_t k_end,
+                        T (&out)[kLoad]) const {
+#pragma unroll
+    for (int q = 0; q < kLoad; ++q) {
+      const int64_t gj = t.j0 + (along_j ? q : 0);
+      KCursor at = t.at;
+      if (!along_j) at.advance(q, k_inner);
+      out[q] = (gj < n && gk + (along_j ? 0 : q) < k_end)
+                   ? t.base[gj * op.col_stride + at.offset(op.row_stride, op.outer_stride)]
+                   : T(0);
+    }
+    t.at.advance(8, k_inner);
+  }
+};
+
+// The B operand as the column matrix of a convolution, read straight from x (implicit GEMM:
+// no column buffer). Forward: k = (c, ky, kx), j = output position, batch = image. Weight
+// gradient (by_positions): k = (image, output position), j = (c, ky, kx), batch 1.
+template <typename T>
+struct PatchSource {
+  ConvPatches<T> g;
+  __host__ __device__ bool n_fast() const { return !g.by_positions; }
+
+  // the thread's fixed index (a tap for by_positions, else a position) and its k cursor
+  struct Thread {
+    const T* base;
+    bool j_valid[4];
+    int64_t iy0[4], ix0[4];   // forward: input origin of each of the run's positions
+    int64_t a, b, c;          // k cursor: (c, ky, kx) forward; (image, oy, ox) by_positions
+  };
+  __device__ void split_k(int64_t k, Thread& t) const {
+    if (g.by_positions) {
+      const int64_t q = k % g.out_positions;
+      t.a = k / g.out_positions, t.b = q / g.out_w, t.c = q % g.out_w;
+    } else {
+      const int64_t taps = g.kh * g.kw, r = k % taps;
+      t.a = k / taps, t.b = r / g.kw, t.c = r % g.kw;
+    }
+  }
+  // one step of the k cursor (c moves fastest)
+  __device__ void step(Thread& t) const {
+    if (g.by_positions) {
+      if (++t.c == g.out_w) { t.c = 0; if (++t.b == g.out_h) { t.b = 0; ++t.a; } }
+    } else {
+      if (++t.c == g.kw) { t.c = 0; if (++t.b == g.kh) { t.b = 0; ++t.a; } }
+    }
+  }
+  __device__ Thread start(int64_t batch, int64_t j0, int64_t k) const {
+    Thread t;
+    t.base = g.x + batch * g.image_stride;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int64_t j = j0 + (g.by_positions ? 0 : q);
+      t.j_valid[q] = j < (g.by_positions ? g.channels * g.kh * g.kw : g.out_positions);
+      if (g.by_positions) {  // j = (c, ky, kx): the tap's offsets, the same for every q
+        const int64_t taps = g.kh * g.kw, r = j % taps;
+        t.iy0[q] = (r / g.kw) * g.dil_h - g.pad_top;
+        t.ix0[q] = (r % g.kw) * g.dil_w - g.pad_left;
+        t.base = g.x + (j / taps) * g.h * g.w;
+      } else {
+        t.iy0[q] = (j / g.out_w) * g.stride_h - g.pad_top;
+        t.ix0[q] = (j % g.out_w) * g.stride_w - g.pad_left;
+      }
+    }
+    split_k(k, t);
+    return t;
+  }
+  __device__ T read(const Thread& t, int64_t image, int64_t c, int64_t iy, int64_t ix) const {
+    return (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w)
+               ? t.base[image * g.image_stride + c * g.h * g.w + iy * g.w + ix]
+               : T(0);
+  }
+  template <int kLoad>
+  __device__ void fetch(Thread& t, bool along_j, int64_t gk, int64_t, int64_t k_end,
+                        T (&out)[kLoad]) const {
+    static_assert(kLoad == 4, "PatchSource runs are 4 long");
+    if (!g.by_positions) {  // along j: 4 positions of one (c, ky, kx)
+      const bool k_ok = gk < k_end;
+#pragma unroll
+      for (int q = 0; q < kLoad; ++q)
+        out[q] = (k_ok && t.j_valid[q])
+                     ? read(t, 0, t.a, t.iy0[q] + t.b * g.dil_h, t.ix0[q] + t.c * g.dil_w)
+                     : T(0);
+      for (int s = 0; s < 8; ++s) step(t);
+    } else {  // along k: 4 consecutive (image, oy, ox) of one tap
+      Thread run = t;
+#pragma unroll
+      for (int q = 0; q < kLoad; ++q) {
+        out[q] = (gk + q < k_end && t.j_valid[0])
+                     ? read(t, run.a, 0, run.b * g.stride_h + t.iy0[0], run.c * g.stride_w + t.ix0[0])
+                     : T(0);
+        step(run);
+      }
+      for (int s = 0; s < 8; ++s) step(t);
+    }
+    (void)along_j;
+  }
+};
+
+// One tile of C per block: (16 * kRowsPerThread) x 128, 256 threads, each computing
+// kRowsPerThread x 8 outputs as 4-wide groups spaced 64 apart (so a warp's shared-memory reads
+// are broadcasts or 2-way conflicts at most). k advances in slices of 8, double-buffered: the
+// next slice is fetched into registers while the current one is multiplied out of shared memory.
+// Each thread loads the same k offsets of every slice, so its cursors advance by 8 per slice.
+// blockIdx.z enumerates (batch, split): split s sums k in [s * k_per_split, (s + 1) * k_per_split)
+// into its own partial matrix (c + s * split_stride); gemm() reduces the partials in order.
+template <typename T, int kRowsPerThread, typename BSource>
+__global__ void __launch_bounds__(kThreads) gemm_tile_kernel(GemmArgs<T> g, BSource b_src,
+                                                             int64_t splits, int64_t k_per_split,
+                                                             int64_t split_stride) {
+  constexpr int kBM = 16 * kRowsPerThread, kBN = 128, kBK = 8;
+  constexpr int kLoadA = kBM * kBK / kThreads, kLoadB = kBN * kBK / kThreads;
+  __shared__ T a_tile[2][kBK][kBM];  // a_tile[buf][kk][i]
+  __shared__ T b_tile[2][kBK][kBN];  // b_tile[buf][kk][j]
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
   const GemmShape& s = g.shape;
-  // which tile index runs fastest across threads while loading: the one contiguous in memory
+  // which tile index runs along consecutive threads' loads: the one contiguous in memory
   const bool a_k_fast = g.a.col_stride == 1;
-  const bool b_n_fast = g.b.col_stride == 1;
-  for (int64_t batch = blockIdx.z; batch < s.batch; batch += gridDim.z) {
+  const bool b_n_fast = b_src.n_fast();
+  // this thread's load slots: a run of kLoadA (kLoadB) elements along the contiguous index
+  const int a_ii = a_k_fast ? tid / (kBK / kLoadA) : (tid % (kBM / kLoadA)) * kLoadA;
+  const int a_kk = a_k_fast ? (tid % (kBK / kLoadA)) * kLoadA : tid / (kBM / kLoadA);
+  const int b_jj = b_n_fast ? (tid % (kBN / kLoadB)) * kLoadB : tid / (kBK / kLoadB);
+  const int b_kk = b_n_fast ? tid / (kBN / kLoadB) : (tid % (kBK / kLoadB)) * kLoadB;
+  for (int64_t z = blockIdx.z; z < s.batch * splits; z += gridDim.z) {
+    const int64_t batch = z / splits, split = z % splits;
+    const int64_t k_begin = split * k_per_split;
+    const int64_t k_end = k_begin + k_per_split < s.k ? k_begin + k_per_split : s.k;
     const T* a_base = g.a.ptr + batch * g.a.batch_stride;
-    const T* b_base = g.b.ptr + batch * g.b.batch_stride;
-    T* c_base = g.c + batch * g.c_batch_stride;
-    for (int64_t m0 = int64_t(blockIdx.y) * kTileM; m0 < s.m; m0 += int64_t(gridDim.y) * kTileM)
-    for (int64_t n0 = int64_t(blockIdx.x) * kTileN; n0 < s.n; n0 += int64_t(gridDim.x) * kTileN) {
-      T acc[kPerThread][kPerThread];
+    T* c_base = g.c + batch * g.c_batch_stride + split * split_stride;
+    for (int64_t m0 = int64_t(blockIdx.y) * kBM; m0 < s.m; m0 += int64_t(gridDim.y) * kBM)
+    for (int64_t n0 = int64_t(blockIdx.x) * kBN; n0 < s.n; n0 += int64_t(gridDim.x) * kBN) {
+      T acc[kRowsPerThread][8];
 #pragma unroll
-      for (int i = 0; i < kPerThread; ++i)
+      for (int i = 0; i < kRowsPerThread; ++i)
 #pragma unroll
-        for (int j = 0; j < kPerThread; ++j) acc[i][j] = T(0);
+        for (int j = 0; j < 8; ++j) acc[i][j] = T(0);
 
-      for (int64_t k0 = 0; k0 < s.k; k0 += kTileK) {
+      KCursor a_at(k_begin + a_kk, s.k_inner);
+      auto b_at = b_src.start(batch, n0 + b_jj, k_begin + b_kk);
+      T a_next[kLoadA], b_next[kLoadB];
+      // fetch slice k0 into a_next / b_next (zero outside the matrix or the split)
+      auto fetch = [&](int64_t k0) {
 #pragma unroll
-        for (int r = 0; r < kTileM * kTileK / kThreads; ++r) {
-          const int e = tid + r * kThreads;
-          const int kk = a_k_fast ? e % kTileK : e / kTileM;
-          const int ii = a_k_fast ? e / kTileK : e % kTileM;
-          const int64_t gi = m0 + ii, gk = k0 + kk;
-          a_tile[kk][ii] = (gi < s.m && gk < s.k)
-                               ? a_base[gi * g.a.row_stride +
-                                        k_offset(gk, s.k_inner, g.a.col_stride, g.a.outer_stride)]
-                               : T(0);
+        for (int q = 0; q < kLoadA; ++q) {
+          const int64_t gi = m0 + a_ii + (a_k_fast ? 0 : q);
+          KCursor at = a_at;
+          if (a_k_fast) at.advance(q, s.k_inner);
+          const int64_t gk = k0 + a_kk + (a_k_fast ? q : 0);
+          a_next[q] = (gi < s.m && gk < k_end)
+                          ? a_base[gi * g.a.row_stride + at.offset(g.a.col_stride, g.a.outer_stride)]
+                          : T(0);
         }
+        a_at.advance(kBK, s.k_inner);
+        b_src.fetch(b_at, b_n_fast, k0 + b_kk, s.n, k_end, b_next);
+      };
+      auto stage = [&](int buf) {
 #pragma unroll
-        for (int r = 0; r < kTileN * kTileK / kThreads; ++r) {
-          const int e = tid + r * kThreads;
-          const int jj = b_n_fast ? e % kTileN : e / kTileK;
-          const int kk = b_n_fast ? e / kTileN : e % kTileK;
-          const int64_t gj = n0 + jj, gk = k0 + kk;
-          b_tile[kk][jj] = (gj < s.n && gk < s.k)
-                               ? b_base[gj * g.b.col_stride +
-                                        k_offset(gk, s.k_inner, g.b.row_stride, g.b.outer_stride)]
-                               : T(0);
+        for (int q = 0; q < kLoadA; ++q)
+          a_tile[buf][a_kk + (a_k_fast ? q : 0)][a_ii + (a_k_fast ? 0 : q)] = a_next[q];
+#pragma unroll
+        for (int q = 0; q < kLoadB; ++q)
+          b_tile[buf][b_kk + (b_n_fast ? 0 : q)][b_jj + (b_n_fast ? q : 0)] = b_next[q];
+      };
+
+      int buf = 0;
+      if (k_begin < k_end) {
+        fetch(k_begin);
+        stage(0);
+      }
+      __syncthreads();
+      for (int64_t k0 = k_begin; k0 < k_end; k0 += kBK) {
+        const bool more = k0 + kBK < k_end;
+        if (more) fetch(k0 + kBK);  // global loads in flight while this slice is multiplied
+#pragma unroll
+        for (int kk = 0; kk < kBK; ++kk) {
+          T a_reg[kRowsPerThread], b_reg[8];
+#pragma unroll
+          for (int i = 0; i < kRowsPerThread; ++i)
+            a_reg[i] = a_tile[buf][kk][(i / 4) * 64 + ty * 4 + i % 4];
+#pragma unroll
+          for (int j = 0; j < 8; ++j) b_reg[j] = b_tile[buf][kk][(j / 4) * 64 + tx * 4 + j % 4];
+#pragma unroll
+          for (int i = 0; i < kRowsPerThread; ++i)
+#pragma unroll
+            for (int j = 0; j < 8; ++j) acc[i][j] += a_reg[i] * b_reg[j];
         }
+        if (more) stage(buf ^ 1);  // the other buffer: nobody reads it during this slice
         __syncthreads();
-#pragma unroll
-        for (int kk = 0; kk < kTileK; ++kk) {
-          T a_reg[kPerThread], b_reg[kPerThread];
-#pragma unroll
-          for (int i = 0; i < kPerThread; ++i) a_reg[i] = a_tile[kk][ty + 16 * i];
-#pragma unroll
-          for (int j = 0; j < kPerThread; ++j) b_reg[j] = b_tile[kk][tx + 16 * j];
-#pragma unroll
-          for (int i = 0; i < kPerThread; ++i)
-#pragma unroll
-            for (int j = 0; j < kPerThread; ++j) acc[i][j] += a_reg[i] * b_reg[j];
-        }
-        __syncthreads();
+        buf ^= 1;
       }
 
 #pragma unroll
-      for (int i = 0; i < kPerThread; ++i) {
-        const int64_t gi = m0 + ty + 16 * i;
+      for (int i = 0; i < kRowsPerThread; ++i) {
+        const int64_t gi = m0 + (i / 4) * 64 + ty * 4 + i % 4;
         if (gi >= s.m) continue;
         const T row_bias = g.bias ? g.bias[gi] : T(0);
 #pragma unroll
-        for (int j = 0; j < kPerThread; ++j) {
-          const int64_t gj = n0 + tx + 16 * j;
+        for (int j = 0; j < 8; ++j) {
+          const int64_t gj = n0 + (j / 4) * 64 + tx * 4 + j % 4;
           if (gj >= s.n) continue;
           T* out = c_base + gi * g.ldc + gj;
           const T v = acc[i][j] + row_bias;
           *out = g.accumulate ? *out + v : v;
         }
       }
+      __syncthreads();  // the next tile's first stage overwrites buffer 0
     }
   }
+}
+
+// c[i][j] (+)= bias[i] + sum over s of partial[s][i][j], s in order: the split-k reduction,
+// deterministic.
+template <typename T>
+__global__ void sum_splits_kernel(const T* __restrict__ partial, int64_t splits, int64_t n,
+                                  const T* __restrict__ bias, T* __restrict__ c, int64_t ldc,
+                                  bool accumulate, int64_t total) {
+  CC_GRID_STRIDE(e, total) {
+    T sum = T(0);
+    for (int64_t s = 0; s < splits; ++s) sum += partial[s * total + e];
+    const int64_t i = e / n;
+    if (bias) sum += bias[i];
+    T* out = c + i * ldc + e % n;
+    *out = accumulate ? *out + sum : sum;
+  }
+}
+
+int multiprocessors() {
+  static int cached[64] = {};
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return 132;
+  if (cached[device] == 0) {
+    cudaDeviceProp prop{};
+    const bool ok = cudaGetDeviceProperties(&prop, device) == cudaSuccess;
+    cached[device] = ok && prop.multiProcessorCount > 0 ? prop.multiProcessorCount : 132;
+  }
+  return cached[device];
+}
+
+
+template <typename T, typename BSource>
+void gemm_from(const GemmShape& shape, const GemmOperand<T>& a, const BSource& b_src, T* c,
+               int64_t ldc, int64_t c_batch_stride, bool accumulate, const T* bias,
+               cudaStream_t stream) {
+  if (shape.m <= 0 || shape.n <= 0 || shape.batch <= 0) return;
+  // k == 0: C = bias (or unchanged when accumulating); the kernel handles it with no k steps.
+  GemmShape s = shape;
+  // Tall tiles (128 rows) once m fills them; 64-row tiles for the conv paths' small m (K/groups).
+  const bool tall = s.m > 64;
+  const int64_t tile_m = tall ? 128 : 64, tile_n = 128;
+  const int64_t tiles = ((s.m + tile_m - 1) / tile_m) * ((s.n + tile_n - 1) / tile_n) * s.batch;
+  // Split k when the tiles alone cannot fill the GPU (the conv weight gradient: a small C, a
+  // reduction over every image and position): each split sums a range of k into its own partial
+  // matrix, then the partials are added in a fixed order. The split count depends only on the
+  // shape and the GPU, so results are the same run to run.
+  int64_t splits = 1;
+  const int64_t wanted_blocks = 2 * int64_t(multiprocessors());
+  if (s.batch == 1 && tiles < wanted_blocks && s.k >= 1024) {
+    splits = std::min<int64_t>((wanted_blocks + tiles - 1) / tiles, s.k / 512);
+    const int64_t partial_bytes = s.m * s.n * int64_t(sizeof(T));
+    const int64_t budget = std::min<int64_t>(int64_t(256) << 20, max_workspace_bytes());
+    splits = std::max<int64_t>(1, std::min<int64_t>(splits, budget / std::max<int64_t>(partial_bytes, 1)));
+  }
+  const int64_t k_per_split =
+      splits > 1 ? ((s.k + splits - 1) / splits + 7) / 8 * 8 : std::max<int64_t>(s.k, 1);
+  if (splits > 1) splits = (s.k + k_per_split - 1) / k_per_split;
+
+  const int64_t tiles_n = (s.n + tile_n - 1) / tile_n, tiles_m = (s.m + tile_m - 1) / tile_m;
+  const dim3 grid(static_cast<unsigned>(std::min(tiles_n, kMaxGridX)),
+                  static_cast<unsigned>(std::min<int64_t>(tiles_m, kMaxGridYZ)),
+                  static_cast<unsigned>(std::min<int64_t>(s.batch * splits, kMaxGridYZ)));
+  auto run = [&](T* out, int64_t out_ld, int64_t out_batch_stride, bool acc, const T* row_bias,
+                 int64_t split_stride) {
+    const GemmArgs<T> args{s, a, out, out_ld, out_batch_stride, acc, row_bias};
+    if (tall)
+      launch(gemm_tile_kernel<T, 8, BSource>, grid, dim3(kThreads), 0, stream, args, b_src,
+             splits, k_per_split, split_stride);
+    else
+      launch(gemm_tile_kernel<T, 4, BSource>, grid, dim3(kThreads), 0, stream, args, b_src,
+             splits, k_per_split, split_stride);
+  };
+  if (splits == 1) {
+    run(c, ldc, c_batch_stride, accumulate, bias, 0);
+    return;
+  }
+  const int64_t total = s.m * s.n;
+  DeviceBuffer partial(size_t(splits * total) * sizeof(T), stream);
+  run(partial.as<T>(), s.n, 0, false, nullptr, total);
+  CC_CUDA_LAUNCH(sum_splits_kernel<T>, total, 256, stream, partial.as<T>(), splits, s.n, bias, c,
+                 ldc, accumulate, total);
 }
 
 }  // namespace
@@ -115,22 +360,29 @@ __global__ void __launch_bounds__(kThreads) gemm_tiled_kernel(GemmArgs<T> g) {
 template <typename T>
 void gemm(const GemmShape& shape, const GemmOperand<T>& a, const GemmOperand<T>& b, T* c,
           int64_t ldc, int64_t c_batch_stride, bool accumulate, const T* bias, cudaStream_t stream) {
-  if (shape.m <= 0 || shape.n <= 0 || shape.batch <= 0) return;
-  // k == 0: C = bias (or unchanged when accumulating); the kernel handles it with no k steps.
-  const int64_t tiles_n = (shape.n + kTileN - 1) / kTileN;
-  const int64_t tiles_m = (shape.m + kTileM - 1) / kTileM;
-  const dim3 grid(static_cast<unsigned>(tiles_n < kMaxGridX ? tiles_n : kMaxGridX),
-                  static_cast<unsigned>(tiles_m < kMaxGridYZ ? tiles_m : kMaxGridYZ),
-                  static_cast<unsigned>(shape.batch < kMaxGridYZ ? shape.batch : kMaxGridYZ));
   GemmShape s = shape;
   if (s.k_inner <= 0) s.k_inner = s.k > 0 ? s.k : 1;
-  launch(gemm_tiled_kernel<T>, grid, dim3(kThreads), 0, stream,
-         GemmArgs<T>{s, a, b, c, ldc, c_batch_stride, accumulate, bias});
+  gemm_from(s, a, StridedSource<T>{b, s.k_inner}, c, ldc, c_batch_stride, accumulate, bias, stream);
+}
+
+template <typename T>
+void gemm_patches(const GemmShape& shape, const GemmOperand<T>& a, const ConvPatches<T>& b, T* c,
+                  int64_t ldc, int64_t c_batch_stride, bool accumulate, const T* bias,
+                  cudaStream_t stream) {
+  GemmShape s = shape;
+  if (s.k_inner <= 0) s.k_inner = s.k > 0 ? s.k : 1;
+  gemm_from(s, a, PatchSource<T>{b}, c, ldc, c_batch_stride, accumulate, bias, stream);
 }
 
 template void gemm<float>(const GemmShape&, const GemmOperand<float>&, const GemmOperand<float>&,
                           float*, int64_t, int64_t, bool, const float*, cudaStream_t);
 template void gemm<double>(const GemmShape&, const GemmOperand<double>&, const GemmOperand<double>&,
                            double*, int64_t, int64_t, bool, const double*, cudaStream_t);
+template void gemm_patches<float>(const GemmShape&, const GemmOperand<float>&,
+                                  const ConvPatches<float>&, float*, int64_t, int64_t, bool,
+                                  const float*, cudaStream_t);
+template void gemm_patches<double>(const GemmShape&, const GemmOperand<double>&,
+                                   const ConvPatches<double>&, double*, int64_t, int64_t, bool,
+                                   const double*, cudaStream_t);
 
 }  // namespace convcore::cuda

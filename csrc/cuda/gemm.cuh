@@ -34,4 +34,25 @@ template <typename T>
 void gemm(const GemmShape& shape, const GemmOperand<T>& a, const GemmOperand<T>& b, T* c,
           int64_t ldc, int64_t c_batch_stride, bool accumulate, const T* bias, cudaStream_t stream);
 
+// The B operand of a convolution's GEMM read straight from x, with no column buffer (implicit
+// GEMM). x points at the first image's channel c_begin; channels = the group's C/groups.
+//   forward (by_positions false): B(k, j) = x[batch][c][oy*sh - pt + ky*dh][ox*sw - pl + kx*dw]
+//     with k = (c, ky, kx) over channels*kh*kw, j = (oy, ox) over out_h*out_w, batch = image;
+//   weight gradient (by_positions true): B(k, j) is the same value with k = (image, oy, ox)
+//     over images*out_h*out_w and j = (c, ky, kx); batch 1.
+// Taps outside the image read as zero (the padding).
+template <typename T>
+struct ConvPatches {
+  const T* x;
+  int64_t image_stride;  // C*H*W of the whole tensor
+  int64_t channels, h, w, kh, kw, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w;
+  int64_t out_h, out_w, out_positions;
+  bool by_positions;
+};
+
+template <typename T>
+void gemm_patches(const GemmShape& shape, const GemmOperand<T>& a, const ConvPatches<T>& b, T* c,
+                  int64_t ldc, int64_t c_batch_stride, bool accumulate, const T* bias,
+                  cudaStream_t stream);
+
 }  // namespace convcore::cuda
