@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One scripted pass of every GPU check of issue 5, for a lent GPU machine (budget: ~8 minutes).
+# One scripted pass of every GPU check (issues 5, 6, 10, 11), for a lent GPU machine (budget: ~8 minutes).
 #
 #   OUT=/some/dir bash bench/gpu_check.sh        # from the repository root
 #
@@ -9,7 +9,7 @@
 # 1. environment: GPU, driver, nvcc, Python, CuPy/torch versions       -> $OUT/env.txt
 # 2. build _cpu and _cuda in place for this GPU's architecture only    -> $OUT/build.log
 #    (ptxas register/shared-memory report of every kernel: $OUT/ptxas.txt)
-# 3. tests/test_cuda.py (+ test_backends.py), junit XML                  -> $OUT/test_cuda.log
+# 3. tests/test_cuda.py, test_backends.py, test_torch_cuda.py, test_distributed_cuda.py -> $OUT/test_cuda.log
 # 4. the whole CPU suite against the same build                          -> $OUT/test_all.log
 # 5. compute-sanitizer memcheck over a slice of the GPU tests (where the
 #    runtime allows it; gVisor machines refuse the device)              -> $OUT/memcheck.log
@@ -82,8 +82,12 @@ export PYTHONUNBUFFERED=1
 $PY -c "import convcore, json; print(json.dumps(convcore.backends()['cuda'], indent=1))" | tee -a "$OUT/env.txt"
 
 # ---- 3. the GPU tests ------------------------------------------------------------------------------
-stamp "tests/test_cuda.py"
-timeout 240 $PY -m pytest -q -rs --durations=10 tests/test_cuda.py tests/test_backends.py ${CUDA_TEST_ARGS:-} \
+stamp "the GPU tests"
+# the GPU halves of issue 11 too: convcore.torch on CUDA tensors, Trainer(comm=...) on CuPy over 2
+# MPI ranks (Open MPI refuses root without the two OMPI_ variables; the commands run as root there)
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+timeout 300 $PY -m pytest -q -rs --durations=10 tests/test_cuda.py tests/test_backends.py \
+  tests/test_torch_cuda.py tests/test_distributed_cuda.py ${CUDA_TEST_ARGS:-} \
   > "$OUT/test_cuda.log" 2>&1
 cuda_rc=$?
 tail -25 "$OUT/test_cuda.log"
@@ -133,7 +137,7 @@ fi
   echo '```'
   echo
   echo "- build: rc=$build_rc, sm_$arch (ptxas report: ptxas.txt)"
-  echo "- \`pytest tests/test_cuda.py tests/test_backends.py\`: rc=$cuda_rc; $(tail -1 "$OUT/test_cuda.log")"
+  echo "- \`pytest tests/test_cuda.py tests/test_backends.py tests/test_torch_cuda.py tests/test_distributed_cuda.py\`: rc=$cuda_rc; $(tail -1 "$OUT/test_cuda.log")"
   echo "- whole suite on this build: rc=$all_rc; $(tail -1 "$OUT/test_all.log")"
   echo "- compute-sanitizer memcheck (float64 slice of test_cuda.py): rc=$mem_rc"
   echo "- \`python -m convcore.bench --device cuda\`: rc=$bench_rc"
