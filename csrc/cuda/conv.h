@@ -46,7 +46,8 @@ template <typename T, typename Acc>
 void conv2d_backward_weight_direct(const ConvParams& p, const T* dy, const T* x, T* dw,
                                    cudaStream_t stream);
 
-// conv_im2col.cu: im2col (im2col.cu) + the tiled GEMM (gemm.cu), a chunk of images at a time.
+// conv_im2col.cu: the im2col formulation as implicit GEMMs on the tiled GEMM (gemm.cu): the
+// column matrix is read from x (or dy) inside the GEMM, never built.
 template <typename T>
 void conv2d_forward_im2col(const ConvParams& p, const T* x, const T* w, const T* bias, T* y,
                            cudaStream_t stream);

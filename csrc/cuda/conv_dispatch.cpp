@@ -6,9 +6,8 @@ namespace convcore::cuda {
 
 ConvAlgo select_cuda_conv_algo(const ConvParams& p) {
   if (p.is_depthwise()) return ConvAlgo::Depthwise;
-  // One image's column matrix must fit the workspace limit; the direct kernels need none.
-  const int64_t one_image = p.is_pointwise() ? 0 : conv_workspace_bytes(ConvAlgo::Im2col, p, 4, 1);
-  if (one_image > max_workspace_bytes()) return ConvAlgo::Direct;
+  // The GPU's im2col path builds no column matrix (implicit GEMMs, conv_im2col.cu): its only
+  // workspace, the split-k partials, shrinks to fit CONVCORE_MAX_WORKSPACE (to none at worst).
   return ConvAlgo::Im2col;
 }
 

@@ -162,6 +162,58 @@ struct PatchSource {
   }
 };
 
+// The B operand of the input gradient: dy gathered through the conv's taps (ConvGradPatches).
+// Each thread's run is 4 consecutive input positions of one (kc, ky, kx).
+template <typename T>
+struct GradPatchSource {
+  ConvGradPatches<T> g;
+  __host__ __device__ bool n_fast() const { return true; }
+
+  struct Thread {
+    const T* base;
+    bool j_valid[4];
+    int iy[4], ix[4];  // input position + padding: the tap's dy row is (iy - ky*dh) / sh
+    int64_t a, b, c;   // k cursor (kc, ky, kx), kx fastest
+  };
+  __device__ Thread start(int64_t batch, int64_t j0, int64_t k) const {
+    Thread t;
+    t.base = g.dy + batch * g.image_stride;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int64_t j = j0 + q;
+      t.j_valid[q] = j < g.h * g.w;
+      t.iy[q] = int(j / g.w + g.pad_top);
+      t.ix[q] = int(j % g.w + g.pad_left);
+    }
+    const int64_t taps = g.kh * g.kw, r = k % taps;
+    t.a = k / taps, t.b = r / g.kw, t.c = r % g.kw;
+    return t;
+  }
+  // the dy index along one axis for tap offset `shifted` (input + pad - tap*dil), or -1
+  __device__ static int source(int shifted, int stride, int extent) {
+    if (shifted < 0) return -1;
+    const int o = stride == 1 ? shifted : shifted / stride;
+    return (o * stride == shifted && o < extent) ? o : -1;
+  }
+  template <int kLoad>
+  __device__ void fetch(Thread& t, bool, int64_t gk, int64_t, int64_t k_end,
+                        T (&out)[kLoad]) const {
+    static_assert(kLoad == 4, "GradPatchSource runs are 4 long");
+    const bool k_ok = gk < k_end;
+    const T* plane = t.base + t.a * g.out_h * g.out_w;
+    const int dy_off = int(t.b * g.dil_h), dx_off = int(t.c * g.dil_w);
+#pragma unroll
+    for (int q = 0; q < kLoad; ++q) {
+      const int oy = source(t.iy[q] - dy_off, int(g.stride_h), int(g.out_h));
+      const int ox = source(t.ix[q] - dx_off, int(g.stride_w), int(g.out_w));
+      out[q] = (k_ok && t.j_valid[q] && oy >= 0 && ox >= 0) ? plane[int64_t(oy) * g.out_w + ox]
+                                                             : T(0);
+    }
+    for (int s = 0; s < 8; ++s)
+      if (++t.c == g.kw) { t.c = 0; if (++t.b == g.kh) { t.b = 0; ++t.a; } }
+  }
+};
+
 // One tile of C per block: (16 * kRowsPerThread) x 128, 256 threads, each computing
 // kRowsPerThread x 8 outputs as 4-wide groups spaced 64 apart (so a warp's shared-memory reads
 // are broadcasts or 2-way conflicts at most). k advances in slices of 8, double-buffered: the
@@ -374,10 +426,26 @@ void gemm_patches(const GemmShape& shape, const GemmOperand<T>& a, const ConvPat
   gemm_from(s, a, PatchSource<T>{b}, c, ldc, c_batch_stride, accumulate, bias, stream);
 }
 
+template <typename T>
+void gemm_grad_patches(const GemmShape& shape, const GemmOperand<T>& a,
+                       const ConvGradPatches<T>& b, T* c, int64_t ldc, int64_t c_batch_stride,
+                       cudaStream_t stream) {
+  GemmShape s = shape;
+  if (s.k_inner <= 0) s.k_inner = s.k > 0 ? s.k : 1;
+  gemm_from(s, a, GradPatchSource<T>{b}, c, ldc, c_batch_stride, false, static_cast<const T*>(nullptr),
+            stream);
+}
+
 template void gemm<float>(const GemmShape&, const GemmOperand<float>&, const GemmOperand<float>&,
                           float*, int64_t, int64_t, bool, const float*, cudaStream_t);
 template void gemm<double>(const GemmShape&, const GemmOperand<double>&, const GemmOperand<double>&,
                            double*, int64_t, int64_t, bool, const double*, cudaStream_t);
+template void gemm_grad_patches<float>(const GemmShape&, const GemmOperand<float>&,
+                                       const ConvGradPatches<float>&, float*, int64_t, int64_t,
+                                       cudaStream_t);
+template void gemm_grad_patches<double>(const GemmShape&, const GemmOperand<double>&,
+                                        const ConvGradPatches<double>&, double*, int64_t, int64_t,
+                                        cudaStream_t);
 template void gemm_patches<float>(const GemmShape&, const GemmOperand<float>&,
                                   const ConvPatches<float>&, float*, int64_t, int64_t, bool,
                                   const float*, cudaStream_t);

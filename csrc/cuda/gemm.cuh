@@ -50,6 +50,23 @@ struct ConvPatches {
   bool by_positions;
 };
 
+// The B operand of the input gradient's GEMM read straight from dy (implicit GEMM):
+//   B(k, j) = dy[batch][kc][oy][ox] with k = (kc, ky, kx) over channels*kh*kw, j = (iy, ix) over
+//   h*w, oy = (iy + pt - ky*dh) / sh and ox likewise where those divide exactly and land inside
+//   the out_h x out_w map, else zero. dy points at the first image's channel of the group.
+template <typename T>
+struct ConvGradPatches {
+  const T* dy;
+  int64_t image_stride;  // K*out_h*out_w of the whole tensor
+  int64_t channels, h, w, kh, kw, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w;
+  int64_t out_h, out_w;
+};
+
+template <typename T>
+void gemm_grad_patches(const GemmShape& shape, const GemmOperand<T>& a,
+                       const ConvGradPatches<T>& b, T* c, int64_t ldc, int64_t c_batch_stride,
+                       cudaStream_t stream);
+
 template <typename T>
 void gemm_patches(const GemmShape& shape, const GemmOperand<T>& a, const ConvPatches<T>& b, T* c,
                   int64_t ldc, int64_t c_batch_stride, bool accumulate, const T* bias,
