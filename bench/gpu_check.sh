@@ -14,6 +14,7 @@
 # 5. compute-sanitizer memcheck over a slice of the GPU tests (where the
 #    runtime allows it; gVisor machines refuse the device)              -> $OUT/memcheck.log
 # 6. python -m convcore.bench --device cuda (beside cuDNN)               -> $OUT/bench_cuda.json
+#    and its conv rows again with --tf32 (TF32 on both sides)            -> summary.md
 # QUICK=1 skips 4 and 5; BENCH=0 skips 6; CUDA_TEST_ARGS adds pytest arguments to 3.
 # and a summary in the shape of bench/RESULTS-gpu.md, with the benchmark's table -> $OUT/summary.md
 # (eight files: the most a lent machine's call brings back)
@@ -94,13 +95,18 @@ tail -25 "$OUT/test_cuda.log"
 stamp "test_cuda rc=$cuda_rc"
 
 # ---- 6 (run early: the measurements matter more than the slower checks below) ----------------------
-bench_rc="not run (BENCH=0)"; : > "$OUT/bench_cuda.txt"
+bench_rc="not run (BENCH=0)"; : > "$OUT/bench_cuda.txt"; : > "$OUT/bench_tf32.txt"
 if [ "${BENCH:-1}" != 0 ]; then
 stamp "python -m convcore.bench --device cuda"
 timeout 180 $PY -m convcore.bench --device cuda --json "$OUT/bench_cuda.json" > "$OUT/bench_cuda.txt" 2>&1
 bench_rc=$?
 cat "$OUT/bench_cuda.txt"
 stamp "bench rc=$bench_rc"
+stamp "the conv rows again, TF32 against TF32"
+timeout 120 $PY -m convcore.bench --device cuda --tf32 --rows book,r50,vgg,pw512,conv1d,convT \
+  > "$OUT/bench_tf32.txt" 2>&1
+echo "tf32 rc=$?" >> "$OUT/bench_tf32.txt"
+cat "$OUT/bench_tf32.txt"
 fi
 
 # ---- 4. the whole suite against this build (skipped with QUICK=1) ----------------------------------
@@ -145,7 +151,13 @@ fi
   echo '```'
   cat "$OUT/bench_cuda.txt"
   echo '```'
+  echo
+  echo '`python -m convcore.bench --device cuda --tf32` (conv rows; TF32 on both sides):'
+  echo
+  echo '```'
+  cat "$OUT/bench_tf32.txt"
+  echo '```'
   echo "- wall time of this script: $(( $(date +%s) - start )) s"
 } > "$OUT/summary.md"
-rm -f "$OUT/bench_cuda.txt"
+rm -f "$OUT/bench_cuda.txt" "$OUT/bench_tf32.txt"
 cat "$OUT/summary.md"

@@ -130,3 +130,44 @@ def run_op_case(monkeypatch, gpu, name, rng, case_id):
     monkeypatch.setattr(module, "F", gpu)
     run(rng, case_id)
     assert gpu.calls > 0
+
+
+def check_tf32_error_bound(gpu, rng):
+    """convcore.set_allow_tf32(True) on a float32 conv, forward and both gradients: every output
+    within the TF32 bound (each product's relative error <= 2^-10 + 2^-22, plus float32 summation
+    over the window, times the sum of |terms|), and measurably less exact than with the switch off
+    (so the switch reaches the kernels); float64 untouched by it. Restores the switch."""
+    import convcore
+    from cases import randn
+    from reference import conv2d as ref_conv2d, conv2d_backward as ref_conv2d_backward
+
+    n, c, h, w, k = 2, 16, 9, 11, 24
+    x, wt, b = randn(rng, (n, c, h, w), np.float32), randn(rng, (k, c, 3, 3), np.float32), \
+        randn(rng, (k,), np.float32)
+    dy = randn(rng, (n, k, h, w), np.float32)
+    ref_args = ((1, 1), (1, 1, 1, 1), (1, 1), 1)  # stride, pads, dilation, groups
+    want = [ref_conv2d(x, wt, b, *ref_args)] + list(ref_conv2d_backward(dy, x, wt, *ref_args))
+    scale = [ref_conv2d(np.abs(x), np.abs(wt), np.abs(b), *ref_args)] + \
+        list(ref_conv2d_backward(np.abs(dy), np.abs(x), np.abs(wt), *ref_args))
+    terms = [c * 9, k * 9, n * h * w, n * h * w]  # reduction lengths: y, dx, dw, db
+
+    def errors():
+        got = [gpu.conv2d(x, wt, b, padding=1)] + list(gpu.conv2d_backward(dy, x, wt, padding=1))
+        return [float(np.max(np.abs(g - r) / s)) for g, r, s in zip(got, want, scale)]
+
+    try:
+        convcore.set_allow_tf32(False)
+        exact = errors()
+        convcore.set_allow_tf32(True)
+        tf32 = errors()
+        for name, e32, etf, kk in zip(("y", "dx", "dw", "db"), exact, tf32, terms):
+            assert e32 <= 2 * kk * 2.0**-24, f"{name}: float32 error {e32:.2e}"
+            bound = (2.0**-10 + 2.0**-22 + kk * 2.0**-24) * 1.25
+            assert etf <= bound, f"{name}: TF32 error {etf:.2e} over its bound {bound:.2e}"
+        for name, e32, etf in zip(("y", "dx", "dw"), exact, tf32):  # the GEMMs' outputs
+            assert etf > 8 * e32, f"{name}: TF32 error {etf:.2e} vs float32 {e32:.2e}: not rounded?"
+        x64, w64, b64 = x.astype(np.float64), wt.astype(np.float64), b.astype(np.float64)
+        y64 = gpu.conv2d(x64, w64, b64, padding=1)
+        assert np.max(np.abs(y64 - want[0]) / scale[0]) < 1e-12, "float64 must ignore TF32"
+    finally:
+        convcore.set_allow_tf32(False)

@@ -76,3 +76,17 @@ def test_pool_out_extent_ceil_mode_rule():
     assert _cpu.pool_out_extent(5, 2, 2, 0, 0, 1, False) == 2
     assert _cpu.pool_out_extent(5, 2, 2, 0, 0, 1, True) == 3
     assert _cpu.pool_out_extent(6, 3, 3, 1, 1, 1, True) == 3  # the 4th would start in padding
+
+
+def test_allow_tf32_switch_defaults_off_and_checks_its_argument():
+    """convcore.set_allow_tf32: off by default, a bool only (its effect on GPU results is tested
+    in test_cuda.py / test_cuda_emulated.py, check_tf32_error_bound)."""
+    assert convcore.get_allow_tf32() is False
+    try:
+        convcore.set_allow_tf32(True)
+        assert convcore.get_allow_tf32() is True
+    finally:
+        convcore.set_allow_tf32(False)
+    assert convcore.get_allow_tf32() is False
+    with pytest.raises(TypeError, match="on must be a bool"):
+        convcore.set_allow_tf32(1)

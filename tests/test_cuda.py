@@ -42,7 +42,7 @@ import reference as ref  # noqa: E402
 import reference_pool as R  # noqa: E402
 import test_conv2d as conv2d_tests  # noqa: E402
 from cases import conv_out_shape, randn, random_conv_case, small_ints  # noqa: E402
-from gpu_functional import GpuFunctional, parametrize_ops, run_op_case  # noqa: E402
+from gpu_functional import GpuFunctional, check_tf32_error_bound, parametrize_ops, run_op_case  # noqa: E402
 from reference import assert_close  # noqa: E402
 
 def _cupy_functional():
@@ -312,3 +312,8 @@ def test_style_transfer_on_cupy(rng):
                                  progress=False, device="gpu")
         assert isinstance(out, np.ndarray) and out.dtype == np.uint8 and out.shape == (24, 20, 3)
         assert history[-1][1] < history[0][1], (optimizer, history)
+
+
+def test_tf32_switch_and_error_bound(rng):
+    """convcore.set_allow_tf32: float32 convs within the TF32 bound, float64 unaffected."""
+    check_tf32_error_bound(_cupy_functional(), rng)

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not _INFO.get("emulated", False),
                                 reason="convcore._cuda is not the CPU-emulated build")
 
 from cases import randn, random_conv_case  # noqa: E402
-from gpu_functional import GpuFunctional, parametrize_ops, run_op_case  # noqa: E402
+from gpu_functional import GpuFunctional, check_tf32_error_bound, parametrize_ops, run_op_case  # noqa: E402
 
 
 class EmuArray:
@@ -164,3 +164,8 @@ def test_max_pool_backward_recomputed_argmax_ties_and_nan(rng, kernel, stride, p
     want = F.max_pool2d_backward(EmuArray(dy), EmuArray(x), *args,
                                  indices=EmuArray(idx_ref.astype(np.int64)))
     np.testing.assert_array_equal(np.array(got.array), np.array(want.array))
+
+
+def test_tf32_switch_and_error_bound(rng):
+    """convcore.set_allow_tf32: float32 convs within the TF32 bound, float64 unaffected."""
+    check_tf32_error_bound(_emulated_functional(), rng)

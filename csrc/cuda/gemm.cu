@@ -7,6 +7,10 @@
 // partial matrices and added in a fixed order. Accumulation is in T in a fixed order per output:
 // results are deterministic.
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "common/select_algo.h"
 #include "cuda/gemm.cuh"
@@ -214,6 +218,49 @@ struct GradPatchSource {
   }
 };
 
+// TF32 (allow_tf32): operands rounded to TF32 (10 mantissa bits, round to nearest, ties away
+// from zero: cvt.rna) as they are staged in shared memory, products on the tensor cores with
+// mma.sync m16n8k8 (float32 accumulators). The CPU emulator has no tensor cores: it multiplies
+// the same rounded operands with the plain per-thread FMAs (same rounding, other summation order).
+#ifdef CONVCORE_CUDA_EMULATE
+constexpr bool kTensorCores = false;
+#else
+constexpr bool kTensorCores = true;
+#endif
+
+template <typename T>
+__device__ inline T round_tf32(T v) {
+  if constexpr (std::is_same_v<T, float>) {
+#ifdef CONVCORE_CUDA_EMULATE
+    uint32_t bits;
+    std::memcpy(&bits, &v, 4);
+    if ((bits & 0x7f800000u) != 0x7f800000u) bits = (bits + 0x1000u) & 0xffffe000u;  // not inf/NaN
+    std::memcpy(&v, &bits, 4);
+    return v;
+#else
+    uint32_t bits;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(bits) : "f"(v));
+    return __uint_as_float(bits & 0xffffe000u);
+#endif
+  } else {
+    return v;  // float64 never takes the TF32 path
+  }
+}
+
+#ifndef CONVCORE_CUDA_EMULATE
+// d += a * b for one 16x8x8 TF32 tile: a (16x8, row-major fragment: a0 (g, t), a1 (g+8, t),
+// a2 (g, t+4), a3 (g+8, t+4)), b (8x8, b0 (t, g), b1 (t+4, g)), d (16x8: d0,d1 (g, 2t..2t+1),
+// d2,d3 (g+8, 2t..2t+1)), g = lane / 4, t = lane % 4 (PTX ISA, "Matrix Fragments for
+// mma.m16n8k8", .tf32).
+__device__ inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+#endif
+
 // One tile of C per block: (16 * kRowsPerThread) x 128, 256 threads, each computing
 // kRowsPerThread x 8 outputs as 4-wide groups spaced 64 apart (so a warp's shared-memory reads
 // are broadcasts or 2-way conflicts at most). k advances in slices of 8, double-buffered: the
@@ -221,15 +268,31 @@ struct GradPatchSource {
 // Each thread loads the same k offsets of every slice, so its cursors advance by 8 per slice.
 // blockIdx.z enumerates (batch, split): split s sums k in [s * k_per_split, (s + 1) * k_per_split)
 // into its own partial matrix (c + s * split_stride); gemm() reduces the partials in order.
-template <typename T, int kRowsPerThread, typename BSource>
+template <typename T, int kRowsPerThread, typename BSource, bool kTf32>
 __global__ void __launch_bounds__(kThreads) gemm_tile_kernel(GemmArgs<T> g, BSource b_src,
                                                              int64_t splits, int64_t k_per_split,
                                                              int64_t split_stride) {
   constexpr int kBM = 16 * kRowsPerThread, kBN = 128, kBK = 8;
   constexpr int kLoadA = kBM * kBK / kThreads, kLoadB = kBN * kBK / kThreads;
-  __shared__ T a_tile[2][kBK][kBM];  // a_tile[buf][kk][i]
-  __shared__ T b_tile[2][kBK][kBN];  // b_tile[buf][kk][j]
+  constexpr int kAcc = kRowsPerThread * 8;  // outputs per thread
+  // rows padded by 4: the tensor-core fragment loads (lanes 4 apart in k) hit distinct banks
+  __shared__ T a_tile[2][kBK][kBM + 4];  // a_tile[buf][kk][i]
+  __shared__ T b_tile[2][kBK][kBN + 4];  // b_tile[buf][kk][j]
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+  // Tensor cores (TF32): 8 warps as 2 x 4, each a (kBM/2) x 32 tile of kBM/32 x 4 mma tiles
+  constexpr bool kMma = kTf32 && kTensorCores;
+  constexpr int kMmaRows = kBM / 32;
+  const int lane = tid % 32, warp = tid / 32, lane_g = lane / 4, lane_t = lane % 4;
+  const int warp_row = (warp / 4) * (kBM / 2), warp_col = (warp % 4) * 32;
+  // the tile row and column of this thread's output e (0 <= e < kAcc)
+  auto out_row = [&](int e) {
+    if constexpr (kMma) return warp_row + (e / 16) * 16 + lane_g + ((e % 4) / 2) * 8;
+    else return ((e / 8) / 4) * 64 + ty * 4 + (e / 8) % 4;
+  };
+  auto out_col = [&](int e) {
+    if constexpr (kMma) return warp_col + ((e / 4) % 4) * 8 + lane_t * 2 + e % 2;
+    else return ((e % 8) / 4) * 64 + tx * 4 + e % 4;
+  };
   const GemmShape& s = g.shape;
   // which tile index runs along consecutive threads' loads: the one contiguous in memory
   const bool a_k_fast = g.a.col_stride == 1;
@@ -247,11 +310,9 @@ __global__ void __launch_bounds__(kThreads) gemm_tile_kernel(GemmArgs<T> g, BSou
     T* c_base = g.c + batch * g.c_batch_stride + split * split_stride;
     for (int64_t m0 = int64_t(blockIdx.y) * kBM; m0 < s.m; m0 += int64_t(gridDim.y) * kBM)
     for (int64_t n0 = int64_t(blockIdx.x) * kBN; n0 < s.n; n0 += int64_t(gridDim.x) * kBN) {
-      T acc[kRowsPerThread][8];
+      T acc[kAcc];
 #pragma unroll
-      for (int i = 0; i < kRowsPerThread; ++i)
-#pragma unroll
-        for (int j = 0; j < 8; ++j) acc[i][j] = T(0);
+      for (int e = 0; e < kAcc; ++e) acc[e] = T(0);
 
       KCursor a_at(k_begin + a_kk, s.k_inner);
       auto b_at = b_src.start(batch, n0 + b_jj, k_begin + b_kk);
@@ -273,11 +334,15 @@ __global__ void __launch_bounds__(kThreads) gemm_tile_kernel(GemmArgs<T> g, BSou
       };
       auto stage = [&](int buf) {
 #pragma unroll
-        for (int q = 0; q < kLoadA; ++q)
-          a_tile[buf][a_kk + (a_k_fast ? q : 0)][a_ii + (a_k_fast ? 0 : q)] = a_next[q];
+        for (int q = 0; q < kLoadA; ++q) {
+          const T v = kTf32 ? round_tf32(a_next[q]) : a_next[q];
+          a_tile[buf][a_kk + (a_k_fast ? q : 0)][a_ii + (a_k_fast ? 0 : q)] = v;
+        }
 #pragma unroll
-        for (int q = 0; q < kLoadB; ++q)
-          b_tile[buf][b_kk + (b_n_fast ? 0 : q)][b_jj + (b_n_fast ? q : 0)] = b_next[q];
+        for (int q = 0; q < kLoadB; ++q) {
+          const T v = kTf32 ? round_tf32(b_next[q]) : b_next[q];
+          b_tile[buf][b_kk + (b_n_fast ? 0 : q)][b_jj + (b_n_fast ? q : 0)] = v;
+        }
       };
 
       int buf = 0;
@@ -289,18 +354,45 @@ __global__ void __launch_bounds__(kThreads) gemm_tile_kernel(GemmArgs<T> g, BSou
       for (int64_t k0 = k_begin; k0 < k_end; k0 += kBK) {
         const bool more = k0 + kBK < k_end;
         if (more) fetch(k0 + kBK);  // global loads in flight while this slice is multiplied
+        if constexpr (kMma) {
+#ifndef CONVCORE_CUDA_EMULATE
+          // the slice is one mma k-step: kMmaRows x 4 tiles of 16x8 per warp
+          uint32_t a_frag[kMmaRows][4], b_frag[4][2];
 #pragma unroll
-        for (int kk = 0; kk < kBK; ++kk) {
-          T a_reg[kRowsPerThread], b_reg[8];
+          for (int mt = 0; mt < kMmaRows; ++mt) {
+            const int r = warp_row + mt * 16 + lane_g;
+            a_frag[mt][0] = __float_as_uint(a_tile[buf][lane_t][r]);
+            a_frag[mt][1] = __float_as_uint(a_tile[buf][lane_t][r + 8]);
+            a_frag[mt][2] = __float_as_uint(a_tile[buf][lane_t + 4][r]);
+            a_frag[mt][3] = __float_as_uint(a_tile[buf][lane_t + 4][r + 8]);
+          }
 #pragma unroll
-          for (int i = 0; i < kRowsPerThread; ++i)
-            a_reg[i] = a_tile[buf][kk][(i / 4) * 64 + ty * 4 + i % 4];
+          for (int nt = 0; nt < 4; ++nt) {
+            const int c = warp_col + nt * 8 + lane_g;
+            b_frag[nt][0] = __float_as_uint(b_tile[buf][lane_t][c]);
+            b_frag[nt][1] = __float_as_uint(b_tile[buf][lane_t + 4][c]);
+          }
 #pragma unroll
-          for (int j = 0; j < 8; ++j) b_reg[j] = b_tile[buf][kk][(j / 4) * 64 + tx * 4 + j % 4];
+          for (int mt = 0; mt < kMmaRows; ++mt)
 #pragma unroll
-          for (int i = 0; i < kRowsPerThread; ++i)
+            for (int nt = 0; nt < 4; ++nt)
+              mma_tf32(*reinterpret_cast<float(*)[4]>(&acc[(mt * 4 + nt) * 4]), a_frag[mt],
+                       b_frag[nt]);
+#endif
+        } else {
 #pragma unroll
-            for (int j = 0; j < 8; ++j) acc[i][j] += a_reg[i] * b_reg[j];
+          for (int kk = 0; kk < kBK; ++kk) {
+            T a_reg[kRowsPerThread], b_reg[8];
+#pragma unroll
+            for (int i = 0; i < kRowsPerThread; ++i)
+              a_reg[i] = a_tile[buf][kk][(i / 4) * 64 + ty * 4 + i % 4];
+#pragma unroll
+            for (int j = 0; j < 8; ++j) b_reg[j] = b_tile[buf][kk][(j / 4) * 64 + tx * 4 + j % 4];
+#pragma unroll
+            for (int i = 0; i < kRowsPerThread; ++i)
+#pragma unroll
+              for (int j = 0; j < 8; ++j) acc[i * 8 + j] += a_reg[i] * b_reg[j];
+          }
         }
         if (more) stage(buf ^ 1);  // the other buffer: nobody reads it during this slice
         __syncthreads();
@@ -308,18 +400,12 @@ __global__ void __launch_bounds__(kThreads) gemm_tile_kernel(GemmArgs<T> g, BSou
       }
 
 #pragma unroll
-      for (int i = 0; i < kRowsPerThread; ++i) {
-        const int64_t gi = m0 + (i / 4) * 64 + ty * 4 + i % 4;
-        if (gi >= s.m) continue;
-        const T row_bias = g.bias ? g.bias[gi] : T(0);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const int64_t gj = n0 + (j / 4) * 64 + tx * 4 + j % 4;
-          if (gj >= s.n) continue;
-          T* out = c_base + gi * g.ldc + gj;
-          const T v = acc[i][j] + row_bias;
-          *out = g.accumulate ? *out + v : v;
-        }
+      for (int e = 0; e < kAcc; ++e) {
+        const int64_t gi = m0 + out_row(e), gj = n0 + out_col(e);
+        if (gi >= s.m || gj >= s.n) continue;
+        T* out = c_base + gi * g.ldc + gj;
+        const T v = acc[e] + (g.bias ? g.bias[gi] : T(0));
+        *out = g.accumulate ? *out + v : v;
       }
       __syncthreads();  // the next tile's first stage overwrites buffer 0
     }
@@ -389,12 +475,19 @@ void gemm_from(const GemmShape& shape, const GemmOperand<T>& a, const BSource& b
   auto run = [&](T* out, int64_t out_ld, int64_t out_batch_stride, bool acc, const T* row_bias,
                  int64_t split_stride) {
     const GemmArgs<T> args{s, a, out, out_ld, out_batch_stride, acc, row_bias};
-    if (tall)
-      launch(gemm_tile_kernel<T, 8, BSource>, grid, dim3(kThreads), 0, stream, args, b_src,
-             splits, k_per_split, split_stride);
-    else
-      launch(gemm_tile_kernel<T, 4, BSource>, grid, dim3(kThreads), 0, stream, args, b_src,
-             splits, k_per_split, split_stride);
+    auto go = [&](auto kernel) {
+      launch(kernel, grid, dim3(kThreads), 0, stream, args, b_src, splits, k_per_split,
+             split_stride);
+    };
+    if constexpr (std::is_same_v<T, float>) {
+      if (allow_tf32()) {  // float32 only: float64 has no TF32 variant
+        if (tall) go(gemm_tile_kernel<T, 8, BSource, true>);
+        else go(gemm_tile_kernel<T, 4, BSource, true>);
+        return;
+      }
+    }
+    if (tall) go(gemm_tile_kernel<T, 8, BSource, false>);
+    else go(gemm_tile_kernel<T, 4, BSource, false>);
   };
   if (splits == 1) {
     run(c, ldc, c_batch_stride, accumulate, bias, 0);
@@ -408,6 +501,13 @@ void gemm_from(const GemmShape& shape, const GemmOperand<T>& a, const BSource& b
 }
 
 }  // namespace
+
+namespace {
+std::atomic<bool> g_allow_tf32{false};
+}  // namespace
+
+void set_allow_tf32(bool on) { g_allow_tf32.store(on); }
+bool allow_tf32() { return g_allow_tf32.load(); }
 
 template <typename T>
 void gemm(const GemmShape& shape, const GemmOperand<T>& a, const GemmOperand<T>& b, T* c,

@@ -28,6 +28,13 @@ struct GemmShape {
   int64_t batch;
 };
 
+// allow_tf32 (off by default; convcore.set_allow_tf32): float32 GEMMs round their operands to
+// TF32 (10 mantissa bits) and multiply on the tensor cores. Each product then carries a relative
+// error below 2^-10 + 2^-22 (two roundings of at most 2^-11), against 2^-23 for exact float32
+// operands; the float32 accumulation is unchanged. float64 is never affected.
+void set_allow_tf32(bool on);
+bool allow_tf32();
+
 // c: row-major with leading dimension ldc, batch stride c_batch_stride. accumulate: add to what
 // C holds instead of overwriting it. bias: null or m values added to each row.
 template <typename T>

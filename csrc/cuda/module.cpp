@@ -8,6 +8,7 @@
 #include "common/errors.h"
 #include "cuda/device_array.h"
 #include "cuda/check.h"
+#include "cuda/gemm.cuh"
 
 namespace py = pybind11;
 
@@ -76,6 +77,9 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("_set_array_hooks", &convcore::cuda_bind::set_array_hooks, py::arg("empty"),
         py::arg("stream_of"),
         "Installs empty(like, shape, dtype) -> new array and stream_of(like) -> int (convcore._gpu)");
+  m.def("_set_allow_tf32", &convcore::cuda::set_allow_tf32, py::arg("on"),
+        "float32 GEMMs (every non-depthwise conv) on TF32 tensor cores (convcore.set_allow_tf32)");
+  m.def("_allow_tf32", &convcore::cuda::allow_tf32, "Whether float32 GEMMs use TF32");
   m.def("_set_debug_poison", &convcore::cuda_bind::set_debug_poison, py::arg("on"),
         "Test hook: fill every new output with NaN before the kernels run");
   m.def("_synchronize", [] {

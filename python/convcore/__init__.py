@@ -5,7 +5,9 @@
 
 See README.md for the tour and ARCHITECTURE.md for how a call reaches a kernel.
 """
-from . import _cpu
+import numpy as np
+
+from . import _cpu, _gpu
 from . import functional
 from ._frozen import FrozenWeights  # weights that never change: prepared forms kept across calls
 from ._args import as_int
@@ -39,6 +41,23 @@ def get_max_workspace():
     return _cpu._get_max_workspace()
 
 
+def set_allow_tf32(on):
+    """On the GPU, run float32 convolutions' GEMMs (every conv but depthwise) on TF32 tensor
+    cores: operands rounded to 10 mantissa bits (round to nearest), float32 accumulation. Each
+    product's relative error is then up to 2^-10 + 2^-22 (about 1e-3) instead of 2^-23, so a
+    result's error is bounded by about 1e-3 times the sum of |w| * |x| over its window (plus the
+    float32 summation error). Off by default, as in PyTorch's torch.backends.cuda.matmul; float64
+    and every CPU kernel are unaffected."""
+    if not isinstance(on, (bool, np.bool_)):
+        raise TypeError(f"set_allow_tf32: on must be a bool, got {type(on).__name__}")
+    _gpu.set_allow_tf32(bool(on))
+
+
+def get_allow_tf32():
+    """Whether float32 GPU convolutions use TF32 tensor cores (set_allow_tf32)."""
+    return _gpu.get_allow_tf32()
+
+
 def backends():
     """What was built and what is in use: CPU ISA and features, threads, CUDA availability."""
     info = {"cpu": dict(_cpu.cpu_info()), "num_threads": _cpu.get_num_threads()}
@@ -51,4 +70,5 @@ def backends():
 
 
 __all__ = ["functional", "FrozenWeights", "layers", "models", "optim", "init", "data", "set_num_threads",
-           "get_num_threads", "set_max_workspace", "get_max_workspace", "backends", "summary", "__version__"]
+           "get_num_threads", "set_max_workspace", "get_max_workspace", "set_allow_tf32",
+           "get_allow_tf32", "backends", "summary", "__version__"]

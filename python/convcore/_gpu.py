@@ -29,6 +29,7 @@ import numpy as np
 from . import _cpu
 
 _cuda = None  # convcore._cuda once a GPU array has been seen (imported lazily)
+_allow_tf32 = False  # convcore.set_allow_tf32: handed to _cuda when it is loaded and on change
 
 _KDL_CUDA, _KDL_CUDA_MANAGED = 2, 13  # DLPack device types
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -73,6 +74,7 @@ def cuda_module(op, name):
                 f"({info.get('reason') or 'no devices'})"
             )
         module._set_array_hooks(empty, stream_of)
+        module._set_allow_tf32(_allow_tf32)
         _cuda = module
     return _cuda
 
@@ -150,3 +152,15 @@ def array_namespace(x):
         import cupy
         return cupy
     return np
+
+
+def set_allow_tf32(on):
+    """Records the TF32 switch and hands it to convcore._cuda if it is loaded."""
+    global _allow_tf32
+    _allow_tf32 = bool(on)
+    if _cuda is not None:
+        _cuda._set_allow_tf32(_allow_tf32)
+
+
+def get_allow_tf32():
+    return _allow_tf32

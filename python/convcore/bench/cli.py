@@ -40,6 +40,8 @@ def parse_args(argv):
                    help="instead of the suite: textbook cost claims, analytic vs measured ratios")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cuda: the suite's shapes (batches scaled up) on the GPU beside cuDNN")
+    p.add_argument("--tf32", action="store_true",
+                   help="with --device cuda: TF32 tensor cores on both sides (convcore and cuDNN)")
     p.add_argument("--verbose", action="store_true", help="print tracebacks of failing columns")
     args = p.parse_args(argv)
     if args.reps < 0:
@@ -136,7 +138,7 @@ def main(argv=None):
 
 def _main_cuda(args):
     from . import cuda
-    outcome = cuda.run(reps=args.reps or (3 if args.quick else 7), rows=args.rows)
+    outcome = cuda.run(reps=args.reps or (3 if args.quick else 7), rows=args.rows, tf32=args.tf32)
     if outcome is None:
         return 2
     results, ceilings = outcome

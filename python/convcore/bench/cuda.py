@@ -8,8 +8,9 @@ of `reps` batches. cuDNN runs with torch.backends.cudnn.benchmark=True and, for 
 comparison, allow_tf32=False for both convolutions and matmuls.
 
 Ceilings measured at the start of the run: device-to-device copy bandwidth (torch copy_ of
-1 GiB, bytes read + written) and the float32 FMA rate of a large non-TF32 matrix product
-(cuBLAS SGEMM: a practical float32 peak, below the datasheet's).
+1 GiB, bytes read + written) and the rate of a large float32 matrix product (cuBLAS SGEMM: a
+practical float32 peak, below the datasheet's; with --tf32, the TF32 tensor-core product).
+--tf32 compares TF32 against TF32: convcore.set_allow_tf32(True) and cuDNN/cuBLAS allow_tf32.
 
 Every row is checked against PyTorch's float32 result (relative L2 error printed); the forward
 columns time y = op(x), the backward columns the gradients alone (convcore's *_backward call;
@@ -148,7 +149,7 @@ def _case(torch, kind, shape, gen):
     return flop, bytes_fwd, bytes_bwd, fwd, bwd, tfwd, params, dy
 
 
-def run(reps=7, rows=None, out=sys.stdout):
+def run(reps=7, rows=None, out=sys.stdout, tf32=False):
     try:
         import torch
     except ImportError:
@@ -158,15 +159,19 @@ def run(reps=7, rows=None, out=sys.stdout):
         print("--device cuda: torch sees no CUDA device", file=sys.stderr)
         return None
     torch.backends.cudnn.benchmark = True
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    # plain float32 on both sides, or (tf32=True) TF32 tensor cores on both sides
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    convcore.set_allow_tf32(tf32)
     time_ms = _timer(torch, reps)
     bw, peak = _ceilings(torch, time_ms)
     props = torch.cuda.get_device_properties(0)
     print(f"# {props.name}, {props.multi_processor_count} SMs; torch {torch.__version__}, "
           f"cuDNN {torch.backends.cudnn.version()}; convcore {convcore.__version__}", file=out)
-    print(f"# ceilings: copy {bw / 1e9:.0f} GB/s, float32 SGEMM {peak / 1e12:.1f} TFLOP/s; "
-          f"median of {reps} event-timed batches; cudnn.benchmark=True, no TF32", file=out)
+    mode = "TF32 on both sides" if tf32 else "no TF32"
+    print(f"# ceilings: copy {bw / 1e9:.0f} GB/s, float32 {'TF32 ' if tf32 else 'S'}GEMM "
+          f"{peak / 1e12:.1f} TFLOP/s; median of {reps} event-timed batches; "
+          f"cudnn.benchmark=True, {mode}", file=out)
     header = (f"{'row':16} {'fwd ms':>8} {'cudnn':>8} {'x':>6} {'%roof':>6} {'bwd ms':>8} "
               f"{'cudnn':>8} {'x':>6} {'%roof':>6} {'f+b x':>6} {'err':>8}")
     print(header, file=out, flush=True)
@@ -227,6 +232,7 @@ def run(reps=7, rows=None, out=sys.stdout):
     if pool:
         print(f"pooling worst % of copy bw fwd {min(r['fwd_roof_pct'] for r in pool):.0f}%, bwd "
               f"{min(r['bwd_roof_pct'] for r in pool):.0f}% (target 70%)", file=out)
-    print(f"max relative error vs cuDNN float32: {max((r['err'] for r in ok), default=0):.1e}",
+    print(f"max relative error vs cuDNN ({mode}): {max((r['err'] for r in ok), default=0):.1e}",
           file=out)
-    return results, {"copy_bw": bw, "sgemm_flops": peak, "device": props.name}
+    convcore.set_allow_tf32(False)
+    return results, {"copy_bw": bw, "gemm_flops": peak, "device": props.name, "tf32": tf32}
