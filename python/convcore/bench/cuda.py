@@ -41,6 +41,10 @@ ROWS = (
        for c, hw, s in ((32, 112, 1), (64, 112, 2), (128, 56, 1), (256, 28, 2), (512, 14, 1),
                         (1024, 7, 1))]
     + [("mnv1.pw512", "conv", (64, 512, 14, 14, 512, 1, 1, 0, 1)),
+       # the separable pair: a rank-1 7x7 depthwise kernel as one 2-D pass and as two 1-D passes
+       # (cuDNN runs the 2-D form in both rows)
+       ("sep7.2d", "depthwise", (64, 64, 112, 112, 64, 7, 1, 3, 64)),
+       ("sep7.1d", "sep1d", (64, 64, 112, 7, 3)),
        ("conv1d", "conv1d", (256, 64, 1024, 64, 9, 1, 4)),
        ("convT.2x", "convT", (64, 64, 28, 28, 32, 4, 2, 1))]
     + [(f"{m}pool.{k}s2", "pool", (m, n, c, hw, k, 2))
@@ -92,8 +96,8 @@ def _rel_err(torch, ours, ref):
 
 
 def _case(torch, kind, shape, gen):
-    """(flop fwd, bytes fwd, bytes bwd, convcore fwd, convcore bwd, torch fwd, torch grads,
-    tensors for the error check)."""
+    """(flop fwd, bytes fwd, bytes bwd, convcore fwd, convcore bwd, torch fwd, torch leaves,
+    dy, pick: convcore's gradients -> the ones comparable with torch's leaves, None to skip)."""
     TF = torch.nn.functional
     randn = lambda *s: torch.randn(*s, device=_DEVICE, generator=gen)
     if kind in ("conv", "depthwise"):
@@ -126,6 +130,19 @@ def _case(torch, kind, shape, gen):
         bwd = lambda: F.conv_transpose2d_backward(dy, x, w, s, p)
         tfwd = lambda xx, ww, bb: TF.conv_transpose2d(xx, ww, bb, s, p)
         params = (x, w, b)
+    elif kind == "sep1d":
+        n, c, hw, r, p = shape
+        x, b = randn(n, c, hw, hw), randn(c)
+        w_col, w_row = randn(c, r) / math.sqrt(r), randn(c, r) / math.sqrt(r)
+        w2d = (w_col[:, :, None] * w_row[:, None, :])[:, None]  # (C, 1, r, r), rank 1
+        dy = randn(n, c, hw, hw)
+        flop = 2.0 * n * c * hw * hw * 2 * r
+        fwd = lambda: F.sepconv2d_1d(x, w_col, w_row, b, 1, p)
+        bwd = lambda: F.sepconv2d_1d_backward(dy, x, w_col, w_row, 1, p)
+        tfwd = lambda xx, ww, bb: TF.conv2d(xx, ww, bb, 1, p, 1, c)
+        params = (x, w2d, b)
+        # (dx, dw_col, dw_row, db) against cuDNN's (dx, dw, db): dx and db compare
+        pick = lambda grads: (grads[0], None, grads[3])
     else:  # pool
         mode, n, c, hw, r, s = shape
         x = randn(n, c, hw, hw)
@@ -141,12 +158,14 @@ def _case(torch, kind, shape, gen):
             bwd = lambda: F.avg_pool2d_backward(dy, x, r, s)
             tfwd = lambda xx: TF.avg_pool2d(xx, r, s)
         params = (x,)
+    if kind != "sep1d":
+        pick = lambda grads: grads
     y_numel = dy.numel()
     weights = sum(t.numel() for t in params[1:])
     bytes_fwd = 4.0 * (params[0].numel() + y_numel + weights)
     # backward: read dy and x (and w), write dx (and dw, db)
     bytes_bwd = 4.0 * (y_numel + 2 * params[0].numel() + 2 * weights)
-    return flop, bytes_fwd, bytes_bwd, fwd, bwd, tfwd, params, dy
+    return flop, bytes_fwd, bytes_bwd, fwd, bwd, tfwd, params, dy, pick
 
 
 def run(reps=7, rows=None, out=sys.stdout, tf32=False):
@@ -182,13 +201,13 @@ def run(reps=7, rows=None, out=sys.stdout, tf32=False):
         if rows and not any(p in name for p in rows.split(",")):
             continue
         try:
-            flop, bf, bb, fwd, bwd, tfwd, params, dy = _case(torch, kind, shape, gen)
+            flop, bf, bb, fwd, bwd, tfwd, params, dy, pick = _case(torch, kind, shape, gen)
             leaves = [t.detach().requires_grad_(True) for t in params]
             ref = tfwd(*leaves)
             err = _rel_err(torch, fwd(), ref)
             grads_ref = torch.autograd.grad(ref, leaves, dy, retain_graph=True)
             grads = bwd()
-            grads = grads if isinstance(grads, (tuple, list)) else (grads,)
+            grads = pick(grads if isinstance(grads, (tuple, list)) else (grads,))
             err = max([err] + [_rel_err(torch, a, r) for a, r in zip(grads, grads_ref)
                                if a is not None])
             with torch.no_grad():
@@ -199,7 +218,7 @@ def run(reps=7, rows=None, out=sys.stdout, tf32=False):
             print(f"{name:16} FAILED: {type(exc).__name__}: {exc}", file=out, flush=True)
             results.append({"row": name, "error": f"{type(exc).__name__}: {exc}"})
             continue
-        memory_bound = kind in ("depthwise", "pool")
+        memory_bound = kind in ("depthwise", "pool", "sep1d")
         roof = (lambda ms, b: 100 * b / (ms * 1e-3) / bw) if memory_bound else \
             (lambda ms, b: 100 * flop / (ms * 1e-3) / peak)
         r = {"row": name, "kind": kind, "shape": shape, "gflop": flop / 1e9,
@@ -218,17 +237,22 @@ def run(reps=7, rows=None, out=sys.stdout, tf32=False):
         vals = [r[key_t] / r[key_c] for r in rs]
         return math.exp(sum(map(math.log, vals)) / len(vals)) if vals else float("nan")
     conv = [r for r in ok if r["kind"] == "conv"]
-    dw = [r for r in ok if r["kind"] == "depthwise"]
+    dw = [r for r in ok if r["kind"] == "depthwise" and r["row"].startswith("mnv1.")]
+    sep = {r["row"]: r for r in ok if r["row"].startswith("sep7.")}
     pool = [r for r in ok if r["kind"] == "pool"]
-    print(f"\nconv fwd geomean vs cuDNN {geo(conv, 'fwd_ms', 'cudnn_fwd_ms'):.2f}x "
-          f"(target >= 0.9x), f+b "
-          f"{math.exp(sum(math.log(r['fb_ratio']) for r in conv) / max(len(conv), 1)):.2f}x",
-          file=out)
+    if conv:
+        print(f"\nconv fwd geomean vs cuDNN {geo(conv, 'fwd_ms', 'cudnn_fwd_ms'):.2f}x "
+              f"(target >= 0.9x), f+b "
+              f"{math.exp(sum(math.log(r['fb_ratio']) for r in conv) / len(conv)):.2f}x", file=out)
     if dw:
         print(f"depthwise fwd {geo(dw, 'fwd_ms', 'cudnn_fwd_ms'):.2f}x, bwd "
               f"{geo(dw, 'bwd_ms', 'cudnn_bwd_ms'):.2f}x (target >= 1.5x); worst % of copy bw "
               f"fwd {min(r['fwd_roof_pct'] for r in dw):.0f}%, bwd "
               f"{min(r['bwd_roof_pct'] for r in dw):.0f}% (target 70%)", file=out)
+    if len(sep) == 2:
+        print(f"separable 1-D vs 2-D depthwise (our two forms): fwd "
+              f"{sep['sep7.2d']['fwd_ms'] / sep['sep7.1d']['fwd_ms']:.2f}x, 1-D vs cuDNN's 2-D "
+              f"{sep['sep7.1d']['cudnn_fwd_ms'] / sep['sep7.1d']['fwd_ms']:.2f}x", file=out)
     if pool:
         print(f"pooling worst % of copy bw fwd {min(r['fwd_roof_pct'] for r in pool):.0f}%, bwd "
               f"{min(r['bwd_roof_pct'] for r in pool):.0f}% (target 70%)", file=out)
