@@ -168,3 +168,14 @@ def test_numpy_pool_baseline(rng, mode):
     windows = np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(2, 3))[:, :, ::2, ::2]
     want = windows.max(axis=(-1, -2)) if mode == "max" else windows.mean(axis=(-1, -2))
     assert_close(got, want, mode, 1e-12)
+
+
+def test_device_cuda_without_a_gpu_says_why(capsys):
+    """--device cuda on a machine where torch sees no GPU: exit status 2 and the reason, no
+    traceback (on a GPU machine bench/gpu_check.sh runs it for real)."""
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: bench/gpu_check.sh runs --device cuda")
+    from convcore.bench.cli import main
+    assert main(["--device", "cuda", "--rows", "book.conv1"]) == 2
+    assert "torch sees no CUDA device" in capsys.readouterr().err
