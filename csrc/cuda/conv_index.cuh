@@ -26,27 +26,28 @@ __device__ inline Nchw split_nchw(int64_t i, int64_t channels, int64_t rows, int
 }
 
 // The output coordinate whose tap `t` (ky or kx) reads input coordinate `in`, or -1 when none
-// does: (in + pad - t*dil) must be a non-negative multiple of stride below out.
-__device__ inline int64_t source_output(int64_t in, int64_t t, int64_t pad, int64_t dil,
-                                        int64_t stride, int64_t out) {
-  const int64_t shifted = in + pad - t * dil;
-  if (shifted < 0 || shifted % stride != 0) return -1;
-  const int64_t o = shifted / stride;
+// does: (in + pad - t*dil) must be a non-negative multiple of stride below out. I: int64_t, or
+// int where the caller knows every index fits (32-bit division is several times cheaper).
+template <typename I>
+__device__ inline I source_output(I in, I t, I pad, I dil, I stride, I out) {
+  const I shifted = in + pad - t * dil;
+  if (shifted < 0) return -1;
+  const I o = stride == 1 ? shifted : shifted / stride;
+  if (o * stride != shifted) return -1;
   return o < out ? o : -1;
 }
 
-}  // namespace convcore::cuda
-
-namespace convcore::cuda {
-
 // The taps t in [lo, hi) for which start + t*dil lies in [0, extent): the loop bounds that
-// replace a per-tap bounds check (start may be negative: padding).
-struct TapRange {
-  int64_t lo, hi;
+// replace a per-tap bounds check (start may be negative: padding). I as for source_output.
+template <typename I>
+struct TapRangeOf {
+  I lo, hi;
 };
-__device__ inline TapRange tap_range(int64_t start, int64_t dil, int64_t extent, int64_t taps) {
-  int64_t lo = start < 0 ? (-start + dil - 1) / dil : 0;
-  int64_t hi = start < extent ? (extent - start + dil - 1) / dil : 0;
+using TapRange = TapRangeOf<int64_t>;
+template <typename I>
+__device__ inline TapRangeOf<I> tap_range(I start, I dil, I extent, I taps) {
+  I lo = start < 0 ? (-start + dil - 1) / dil : 0;
+  I hi = start < extent ? (extent - start + dil - 1) / dil : 0;
   if (hi > taps) hi = taps;
   if (lo > hi) lo = hi;
   return {lo, hi};
@@ -54,10 +55,10 @@ __device__ inline TapRange tap_range(int64_t start, int64_t dil, int64_t extent,
 
 // The outputs o in [lo, hi) whose tap at offset `tap_offset` (= t*dil - pad) reads inside
 // [0, extent): 0 <= o*stride + tap_offset < extent.
-__device__ inline TapRange output_range(int64_t tap_offset, int64_t stride, int64_t extent,
-                                        int64_t out) {
-  int64_t lo = tap_offset < 0 ? (-tap_offset + stride - 1) / stride : 0;
-  int64_t hi = extent - tap_offset > 0 ? (extent - tap_offset + stride - 1) / stride : 0;
+template <typename I>
+__device__ inline TapRangeOf<I> output_range(I tap_offset, I stride, I extent, I out) {
+  I lo = tap_offset < 0 ? (-tap_offset + stride - 1) / stride : 0;
+  I hi = extent - tap_offset > 0 ? (extent - tap_offset + stride - 1) / stride : 0;
   if (hi > out) hi = out;
   if (lo > hi) lo = hi;
   return {lo, hi};
@@ -65,7 +66,6 @@ __device__ inline TapRange output_range(int64_t tap_offset, int64_t stride, int6
 
 }  // namespace convcore::cuda
 
-// CC_GRID_STRIDE with a chosen index type I (int where the sizes fit: cheaper div/mod).
 #define CC_GRID_STRIDE_AS(I, i, total)                                             \
   for (I i = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); i < (total); \
        i += I(blockDim.x) * I(gridDim.x))

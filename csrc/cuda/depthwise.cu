@@ -14,46 +14,52 @@ namespace {
 
 constexpr int kBlock = 256;
 
-template <typename T>
+// The generic kernels (any kernel size, dilation, stride, multiplier), in index type I: int when
+// every tensor of the call fits in 2^30 elements (fits_int32 below), else int64_t.
+template <typename T, typename I>
 __global__ void depthwise_forward_kernel(ConvParams p, const T* __restrict__ x,
                                          const T* __restrict__ w, const T* __restrict__ bias,
-                                         T* __restrict__ y, int64_t total) {
-  const int64_t multiplier = p.k / p.c;
-  CC_GRID_STRIDE(i, total) {
-    const Nchw o = split_nchw(i, p.k, p.out_h, p.out_w);
-    const int64_t iy0 = o.y * p.stride_h - p.pad_top, ix0 = o.x * p.stride_w - p.pad_left;
-    const TapRange rows = tap_range(iy0, p.dil_h, p.h, p.kh);
-    const TapRange cols = tap_range(ix0, p.dil_w, p.w, p.kw);
-    const T* plane = x + (o.n * p.c + o.c / multiplier) * p.h * p.w;
-    const T* taps = w + o.c * p.kh * p.kw;
-    T acc = bias ? bias[o.c] : T(0);
-    for (int64_t ky = rows.lo; ky < rows.hi; ++ky) {
-      const T* row = plane + (iy0 + ky * p.dil_h) * p.w + ix0;
-      for (int64_t kx = cols.lo; kx < cols.hi; ++kx) acc += row[kx * p.dil_w] * taps[ky * p.kw + kx];
+                                         T* __restrict__ y, I total) {
+  const I H = I(p.h), W = I(p.w), K = I(p.k), C = I(p.c), KH = I(p.kh), KW = I(p.kw);
+  const I multiplier = K / C;
+  CC_GRID_STRIDE_AS(I, i, total) {
+    const Split3<I> at = split3(i, I(p.out_h), I(p.out_w));  // outer = n*K + k
+    const I k = at.outer % K, n = at.outer / K;
+    const I iy0 = at.y * I(p.stride_h) - I(p.pad_top), ix0 = at.x * I(p.stride_w) - I(p.pad_left);
+    const TapRangeOf<I> rows = tap_range(iy0, I(p.dil_h), H, KH);
+    const TapRangeOf<I> cols = tap_range(ix0, I(p.dil_w), W, KW);
+    const T* plane = x + (n * C + k / multiplier) * H * W;
+    const T* taps = w + k * KH * KW;
+    T acc = bias ? bias[k] : T(0);
+    for (I ky = rows.lo; ky < rows.hi; ++ky) {
+      const T* row = plane + (iy0 + ky * I(p.dil_h)) * W + ix0;
+      for (I kx = cols.lo; kx < cols.hi; ++kx) acc += row[kx * I(p.dil_w)] * taps[ky * KW + kx];
     }
     y[i] = acc;
   }
 }
 
 // dx[n, c, iy, ix] = sum over c's multiplier outputs and the taps that read (iy, ix).
-template <typename T>
+template <typename T, typename I>
 __global__ void depthwise_backward_input_kernel(ConvParams p, const T* __restrict__ dy,
                                                 const T* __restrict__ w, T* __restrict__ dx,
-                                                int64_t total) {
-  const int64_t multiplier = p.k / p.c;
-  CC_GRID_STRIDE(i, total) {
-    const Nchw in = split_nchw(i, p.c, p.h, p.w);
+                                                I total) {
+  const I K = I(p.k), C = I(p.c), KH = I(p.kh), KW = I(p.kw), OH = I(p.out_h), OW = I(p.out_w);
+  const I multiplier = K / C;
+  CC_GRID_STRIDE_AS(I, i, total) {
+    const Split3<I> at = split3(i, I(p.h), I(p.w));  // outer = n*C + c
+    const I c = at.outer % C, n = at.outer / C;
     T acc = T(0);
-    for (int64_t m = 0; m < multiplier; ++m) {
-      const int64_t k = in.c * multiplier + m;
-      const T* grad = dy + (in.n * p.k + k) * p.out_h * p.out_w;
-      const T* taps = w + k * p.kh * p.kw;
-      for (int64_t ky = 0; ky < p.kh; ++ky) {
-        const int64_t oy = source_output(in.y, ky, p.pad_top, p.dil_h, p.stride_h, p.out_h);
+    for (I m = 0; m < multiplier; ++m) {
+      const I k = c * multiplier + m;
+      const T* grad = dy + (n * K + k) * OH * OW;
+      const T* taps = w + k * KH * KW;
+      for (I ky = 0; ky < KH; ++ky) {
+        const I oy = source_output(at.y, ky, I(p.pad_top), I(p.dil_h), I(p.stride_h), OH);
         if (oy < 0) continue;
-        for (int64_t kx = 0; kx < p.kw; ++kx) {
-          const int64_t ox = source_output(in.x, kx, p.pad_left, p.dil_w, p.stride_w, p.out_w);
-          if (ox >= 0) acc += grad[oy * p.out_w + ox] * taps[ky * p.kw + kx];
+        for (I kx = 0; kx < KW; ++kx) {
+          const I ox = source_output(at.x, kx, I(p.pad_left), I(p.dil_w), I(p.stride_w), OW);
+          if (ox >= 0) acc += grad[oy * OW + ox] * taps[ky * KW + kx];
         }
       }
     }
@@ -63,32 +69,33 @@ __global__ void depthwise_backward_input_kernel(ConvParams p, const T* __restric
 
 // One block per (k, ky, kx); its threads stride over (n, oy, ox) restricted to the outputs whose
 // tap reads inside the image.
-template <typename T>
+template <typename T, typename I>
 __global__ void depthwise_backward_weight_kernel(ConvParams p, const T* __restrict__ dy,
                                                  const T* __restrict__ x, T* __restrict__ dw,
                                                  int64_t weights) {
-  const int64_t multiplier = p.k / p.c, taps = p.kh * p.kw;
+  const I K = I(p.k), C = I(p.c), H = I(p.h), W = I(p.w), OH = I(p.out_h), OW = I(p.out_w);
+  const I multiplier = K / C, KW = I(p.kw), taps = I(p.kh) * KW;
+  const I stride_h = I(p.stride_h), stride_w = I(p.stride_w);
   CC_BLOCK_STRIDE(item, weights) {
-    const int64_t k = item / taps, ky = (item % taps) / p.kw, kx = item % p.kw;
-    const int64_t off_y = ky * p.dil_h - p.pad_top, off_x = kx * p.dil_w - p.pad_left;
-    const TapRange rows = output_range(off_y, p.stride_h, p.h, p.out_h);
-    const TapRange cols = output_range(off_x, p.stride_w, p.w, p.out_w);
-    const int64_t span_y = rows.hi - rows.lo, span_x = cols.hi - cols.lo;
-    const int64_t terms = p.n * span_y * span_x;
+    const I k = I(item) / taps, ky = (I(item) % taps) / KW, kx = I(item) % KW;
+    const I off_y = ky * I(p.dil_h) - I(p.pad_top), off_x = kx * I(p.dil_w) - I(p.pad_left);
+    const TapRangeOf<I> rows = output_range(off_y, stride_h, H, OH);
+    const TapRangeOf<I> cols = output_range(off_x, stride_w, W, OW);
+    const I span_y = rows.hi - rows.lo, span_x = cols.hi - cols.lo;
+    const I terms = I(p.n) * span_y * span_x;
     T acc = T(0);
-    for (int64_t t = threadIdx.x; t < terms; t += blockDim.x) {
-      const int64_t n = t / (span_y * span_x);
-      const int64_t oy = rows.lo + (t / span_x) % span_y, ox = cols.lo + t % span_x;
-      const T g = dy[((n * p.k + k) * p.out_h + oy) * p.out_w + ox];
-      const T v = x[((n * p.c + k / multiplier) * p.h + oy * p.stride_h + off_y) * p.w +
-                    ox * p.stride_w + off_x];
+    for (I t = I(threadIdx.x); t < terms; t += I(blockDim.x)) {
+      const Split3<I> at = split3(t, span_y, span_x);  // outer = n
+      const I oy = rows.lo + at.y, ox = cols.lo + at.x;
+      const T g = dy[((at.outer * K + k) * OH + oy) * OW + ox];
+      const T v = x[((at.outer * C + k / multiplier) * H + oy * stride_h + off_y) * W +
+                    ox * stride_w + off_x];
       acc += g * v;
     }
     const T total = block_sum(acc);
     if (threadIdx.x == 0) dw[item] = total;
   }
 }
-
 
 // ---- 3x3 fast paths --------------------------------------------------------------------------
 // 3x3 kernels, dilation 1, equal strides 1 or 2 (any pads, any multiplier): each thread owns a
@@ -354,8 +361,12 @@ void depthwise_forward(const ConvParams& p, const T* x, const T* w, const T* bia
     if (fits_int32(p)) return forward_3x3<T, int>(p, x, w, bias, y, stream);
     return forward_3x3<T, int64_t>(p, x, w, bias, y, stream);
   }
-  CC_CUDA_LAUNCH(depthwise_forward_kernel<T>, p.output_numel(), kBlock, stream, p, x, w, bias, y,
-                 p.output_numel());
+  if (fits_int32(p))
+    CC_CUDA_LAUNCH((depthwise_forward_kernel<T, int>), p.output_numel(), kBlock, stream, p, x, w,
+                   bias, y, int(p.output_numel()));
+  else
+    CC_CUDA_LAUNCH((depthwise_forward_kernel<T, int64_t>), p.output_numel(), kBlock, stream, p, x,
+                   w, bias, y, p.output_numel());
 }
 
 template <typename T>
@@ -365,8 +376,12 @@ void depthwise_backward_input(const ConvParams& p, const T* dy, const T* w, T* d
     if (fits_int32(p)) return backward_input_3x3<T, int>(p, dy, w, dx, stream);
     return backward_input_3x3<T, int64_t>(p, dy, w, dx, stream);
   }
-  CC_CUDA_LAUNCH(depthwise_backward_input_kernel<T>, p.input_numel(), kBlock, stream, p, dy, w, dx,
-                 p.input_numel());
+  if (fits_int32(p))
+    CC_CUDA_LAUNCH((depthwise_backward_input_kernel<T, int>), p.input_numel(), kBlock, stream, p,
+                   dy, w, dx, int(p.input_numel()));
+  else
+    CC_CUDA_LAUNCH((depthwise_backward_input_kernel<T, int64_t>), p.input_numel(), kBlock, stream,
+                   p, dy, w, dx, p.input_numel());
 }
 
 template <typename T>
@@ -376,8 +391,12 @@ void depthwise_backward_weight(const ConvParams& p, const T* dy, const T* x, T* 
     if (fits_int32(p)) return backward_weight_3x3<T, int>(p, dy, x, dw, stream);
     return backward_weight_3x3<T, int64_t>(p, dy, x, dw, stream);
   }
-  CC_CUDA_LAUNCH_BLOCKS(depthwise_backward_weight_kernel<T>, p.weight_numel(), kReduceBlock, stream,
-                        p, dy, x, dw, p.weight_numel());
+  if (fits_int32(p))
+    CC_CUDA_LAUNCH_BLOCKS((depthwise_backward_weight_kernel<T, int>), p.weight_numel(),
+                          kReduceBlock, stream, p, dy, x, dw, p.weight_numel());
+  else
+    CC_CUDA_LAUNCH_BLOCKS((depthwise_backward_weight_kernel<T, int64_t>), p.weight_numel(),
+                          kReduceBlock, stream, p, dy, x, dw, p.weight_numel());
 }
 
 CONVCORE_CUDA_INSTANTIATE_CONV(depthwise_forward, depthwise_backward_input, depthwise_backward_weight)
