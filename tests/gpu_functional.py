@@ -70,6 +70,7 @@ def op_runners():
     import test_conv2d as conv2d
     import test_conv_transpose as transpose
     import test_im2col as im2col
+    import test_local as local
     import test_pool as pool
     import test_separable as separable
     from cases import random_conv_case
@@ -114,6 +115,17 @@ def op_runners():
         "adaptive_avg_pool2d_float64": (pool, lambda rng, i: pool._check_adaptive_avg(rng, f64)),
         "adaptive_max_pool2d": (pool, lambda rng, i: pool.test_adaptive_max_pool2d_random(rng, i)),
         "max_pool2d_hand_made_indices": (pool, lambda rng, i: _max_pool_hand_made_indices(rng, pool)),
+        "locally_connected2d": (local, lambda rng, i: local._run_case(
+            rng, local.random_local_case(rng, True), f32, True)),
+        "locally_connected2d_float64": (local, lambda rng, i: local._run_case(
+            rng, local.random_local_case(rng, True), f64, True)),
+        "tiled_conv2d": (local, lambda rng, i: local._run_case(
+            rng, local.random_local_case(rng, False), f32, False)),
+        "tiled_conv2d_float64": (local, lambda rng, i: local._run_case(
+            rng, local.random_local_case(rng, False), f64, False)),
+        "local_exact_small_integers": (
+            local, lambda rng, i: local.test_fast_equals_reference_exactly_on_small_integers(
+                rng, i, i % 2 == 0)),
     }
 
 

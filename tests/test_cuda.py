@@ -69,7 +69,8 @@ OP_CASES = {
     "sepconv2d_1d_need_subsets": 1, "separable_conv2d": 20, "separable_conv2d_float64": 10,
     "max_pool2d": 40, "max_pool2d_float64": 10, "avg_pool2d": 40, "avg_pool2d_float64": 10,
     "adaptive_avg_pool2d": 30, "adaptive_avg_pool2d_float64": 10, "adaptive_max_pool2d": 30,
-    "max_pool2d_hand_made_indices": 10,
+    "max_pool2d_hand_made_indices": 10, "locally_connected2d": 20, "locally_connected2d_float64": 10,
+    "tiled_conv2d": 20, "tiled_conv2d_float64": 10, "local_exact_small_integers": 10,
 }
 
 

@@ -75,6 +75,8 @@ OP_CASES = {
     "im2col_col2im": 4, "sepconv2d_1d": 4, "sepconv2d_1d_need_subsets": 1, "separable_conv2d": 4,
     "max_pool2d": 6, "max_pool2d_float64": 2, "avg_pool2d": 6, "adaptive_avg_pool2d_float64": 3,
     "adaptive_max_pool2d": 4, "max_pool2d_hand_made_indices": 3,
+    "locally_connected2d": 4, "locally_connected2d_float64": 2, "tiled_conv2d": 4,
+    "tiled_conv2d_float64": 2, "local_exact_small_integers": 4,
 }
 
 

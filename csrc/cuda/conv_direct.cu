@@ -57,15 +57,9 @@ __global__ void direct_backward_input_kernel(ConvParams p, const T* __restrict__
     for (int64_t k = g * kpg; k < (g + 1) * kpg; ++k) {
       const T* grad = dy + ((in.n * p.k + k) * p.out_h) * p.out_w;
       const T* taps = w + ((k * cpg + cg) * p.kh) * p.kw;
-      for (int64_t ky = 0; ky < p.kh; ++ky) {
-        const int64_t oy = source_output(in.y, ky, p.pad_top, p.dil_h, p.stride_h, p.out_h);
-        if (oy < 0) continue;
-        for (int64_t kx = 0; kx < p.kw; ++kx) {
-          const int64_t ox = source_output(in.x, kx, p.pad_left, p.dil_w, p.stride_w, p.out_w);
-          if (ox < 0) continue;
-          acc += Acc(grad[oy * p.out_w + ox]) * Acc(taps[ky * p.kw + kx]);
-        }
-      }
+      for_each_source_tap(p, in.y, in.x, [&](int64_t ky, int64_t kx, int64_t oy, int64_t ox) {
+        acc += Acc(grad[oy * p.out_w + ox]) * Acc(taps[ky * p.kw + kx]);
+      });
     }
     dx[i] = T(acc);
   }

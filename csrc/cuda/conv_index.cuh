@@ -37,6 +37,21 @@ __device__ inline I source_output(I in, I t, I pad, I dil, I stride, I out) {
   return o < out ? o : -1;
 }
 
+// The gather form of a backward pass, for input pixel (iy, ix): visit(ky, kx, oy, ox) for every
+// tap (ky, kx) and the output (oy, ox) whose window reads the pixel through it.
+template <typename Visit>
+__device__ inline void for_each_source_tap(const ConvParams& p, int64_t iy, int64_t ix,
+                                           Visit&& visit) {
+  for (int64_t ky = 0; ky < p.kh; ++ky) {
+    const int64_t oy = source_output(iy, ky, p.pad_top, p.dil_h, p.stride_h, p.out_h);
+    if (oy < 0) continue;
+    for (int64_t kx = 0; kx < p.kw; ++kx) {
+      const int64_t ox = source_output(ix, kx, p.pad_left, p.dil_w, p.stride_w, p.out_w);
+      if (ox >= 0) visit(ky, kx, oy, ox);
+    }
+  }
+}
+
 // The taps t in [lo, hi) for which start + t*dil lies in [0, extent): the loop bounds that
 // replace a per-tap bounds check (start may be negative: padding). I as for source_output.
 template <typename I>

@@ -39,16 +39,10 @@ __global__ void col2im_kernel(ConvParams p, int64_t c_begin, int64_t channels,
     const Nchw in = split_nchw(i, channels, p.h, p.w);
     const T* src = col + in.n * layout.image_stride;
     T acc = T(0);
-    for (int64_t ky = 0; ky < p.kh; ++ky) {
-      const int64_t oy = source_output(in.y, ky, p.pad_top, p.dil_h, p.stride_h, p.out_h);
-      if (oy < 0) continue;
-      for (int64_t kx = 0; kx < p.kw; ++kx) {
-        const int64_t ox = source_output(in.x, kx, p.pad_left, p.dil_w, p.stride_w, p.out_w);
-        if (ox < 0) continue;
-        const int64_t r = (in.c * p.kh + ky) * p.kw + kx;
-        acc += src[r * layout.row_stride + (oy * p.out_w + ox) * layout.col_stride];
-      }
-    }
+    for_each_source_tap(p, in.y, in.x, [&](int64_t ky, int64_t kx, int64_t oy, int64_t ox) {
+      const int64_t r = (in.c * p.kh + ky) * p.kw + kx;
+      acc += src[r * layout.row_stride + (oy * p.out_w + ox) * layout.col_stride];
+    });
     dx[((in.n * p.c + c_begin + in.c) * p.h + in.y) * p.w + in.x] = acc;
   }
 }

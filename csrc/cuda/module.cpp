@@ -16,6 +16,7 @@ namespace convcore::cuda_bind {
 void register_conv(py::module_& m);
 void register_pool(py::module_& m);
 void register_separable(py::module_& m);
+void register_local(py::module_& m);
 }  // namespace convcore::cuda_bind
 
 namespace {
@@ -89,4 +90,5 @@ PYBIND11_MODULE(_cuda, m) {
   convcore::cuda_bind::register_conv(m);
   convcore::cuda_bind::register_pool(m);
   convcore::cuda_bind::register_separable(m);
+  convcore::cuda_bind::register_local(m);
 }

@@ -1,5 +1,6 @@
 """Locally connected (unshared) and tiled convolution (Goodfellow, Bengio and Courville,
-"Deep Learning", section 9.5), run by the native kernels of csrc/cpu/locally_connected.cpp.
+"Deep Learning", section 9.5), run by the native kernels of csrc/cpu/locally_connected.cpp, or,
+for GPU arrays, of csrc/cuda/locally_connected.cu.
 
 - locally_connected2d: every output position (oy, ox) has its own kernel,
   w (out_h, out_w, K, C, kh, kw), bias (out_h, out_w, K).
@@ -10,7 +11,7 @@
 The bias has one entry per kernel (it follows the weights' sharing), so db has the bias's shape.
 Window geometry (stride, padding, dilation) follows conv2d.
 """
-from . import _cpu
+from ._gpu import native
 from ._args import as_array, check_ndim, need_flags, padding4, pair
 
 __all__ = [
@@ -37,14 +38,14 @@ def _local_args(x, w, stride, padding, dilation, algo, unshared, op):
 def _forward(x, w, bias, stride, padding, dilation, algo, unshared, op):
     x, w, stride, pad, dilation = _local_args(x, w, stride, padding, dilation, algo, unshared, op)
     b = None if bias is None else as_array(bias, op, "bias")
-    return _cpu.local_forward(x, w, b, stride, pad, dilation, unshared, algo)
+    return native(x).local_forward(x, w, b, stride, pad, dilation, unshared, algo)
 
 
 def _backward(dy, x, w, stride, padding, dilation, need, algo, unshared, op):
     x, w, stride, pad, dilation = _local_args(x, w, stride, padding, dilation, algo, unshared, op)
     dy = as_array(dy, op, "dy")
     nx, nw, nb = need_flags(need, ("x", "w", "b"), op)
-    return _cpu.local_backward(dy, x, w, stride, pad, dilation, unshared, nx, nw, nb, algo)
+    return native(x).local_backward(dy, x, w, stride, pad, dilation, unshared, nx, nw, nb, algo)
 
 
 def locally_connected2d(x, w, bias=None, stride=1, padding=0, dilation=1, *, algo="auto"):

@@ -18,8 +18,6 @@ it through `__cuda_array_interface__` and sends the call to convcore._cuda): out
 tensors on the input's device from torch's caching allocator, and the kernels run on
 torch.cuda.current_stream(), so they are ordered with the surrounding torch ops like any of
 them. Non-contiguous tensors are made contiguous first (one copy, as any kernel would).
-locally_connected2d and tiled_conv2d have no CUDA kernels in convcore: on CUDA tensors they run
-the CPU kernels on host copies (one copy each way per call, which waits for the stream).
 A CUDA tensor when convcore was built without its CUDA backend (or sees no device) raises
 TypeError naming the argument (convcore.backends()["cuda"] says what was built); tensors of one
 call on different devices (a CPU input with a CUDA weight, two GPUs) raise TypeError too.
@@ -81,23 +79,6 @@ def _grad_or_empty(grad, like):
     """Backward ops always return every slot (custom ops cannot return None); a gradient
     that was not asked for is an empty tensor."""
     return like.new_empty(0) if grad is None else _tensor(grad)
-
-
-def _via_host(fn):
-    """fn (a convcore.functional op without CUDA kernels) on host copies of CUDA tensor
-    arguments, its array results copied back to that device; CPU calls pass straight through."""
-    def run(*args, **kwargs):
-        device = next((a.device for a in args
-                       if isinstance(a, torch.Tensor) and a.device.type != "cpu"), None)
-        if device is None:
-            return fn(*args, **kwargs)
-        out = fn(*(a.cpu().numpy() if isinstance(a, torch.Tensor) else a for a in args),
-                 **kwargs)
-
-        def back(r):
-            return None if r is None else torch.from_numpy(np.ascontiguousarray(r)).to(device)
-        return tuple(back(r) for r in out) if isinstance(out, tuple) else back(out)
-    return run
 
 
 _cuda_reason = []  # memo of _cuda_unavailable(): [] until asked, then [reason or None]
@@ -281,14 +262,12 @@ _transpose_op = _conv_family(
     _transpose_out_shape, lambda w, output_padding, groups: (w.shape[1] * groups,))
 
 if HAS_LOCAL:
-    # no CUDA kernels for these: CUDA tensors run the CPU kernels on host copies
     _local_op = _conv_family(
-        "locally_connected2d", "", _via_host(F.locally_connected2d),
-        _via_host(F.locally_connected2d_backward), _local_out_shape,
-        lambda w: tuple(w.shape[:3]))
-    _tiled_op = _conv_family(
-        "tiled_conv2d", "", _via_host(F.tiled_conv2d), _via_host(F.tiled_conv2d_backward),
+        "locally_connected2d", "", F.locally_connected2d, F.locally_connected2d_backward,
         _local_out_shape, lambda w: tuple(w.shape[:3]))
+    _tiled_op = _conv_family(
+        "tiled_conv2d", "", F.tiled_conv2d, F.tiled_conv2d_backward, _local_out_shape,
+        lambda w: tuple(w.shape[:3]))
     __all__ += ["locally_connected2d", "tiled_conv2d", "LocallyConnected2d", "TiledConv2d"]
 
 
