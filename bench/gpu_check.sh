@@ -87,7 +87,12 @@ stamp "the GPU tests"
 # the GPU halves of issue 11 too: convcore.torch on CUDA tensors, Trainer(comm=...) on CuPy over 2
 # MPI ranks (Open MPI refuses root without the two OMPI_ variables; the commands run as root there)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-timeout 300 $PY -m pytest -q -rs --durations=10 tests/test_cuda.py tests/test_backends.py \
+# pytest-xdist where installed (the lent H200's image has it): worker processes, so a test that
+# crashes the interpreter is reported as failed and the rest still run (session 7's first runs
+# lost every test after a segfault); 4 workers share the one GPU
+XDIST=""
+if $PY -c "import xdist" 2>/dev/null; then XDIST="-n 4"; fi
+timeout 300 $PY -m pytest -q -rs $XDIST --durations=10 tests/test_cuda.py tests/test_backends.py \
   tests/test_torch_cuda.py tests/test_distributed_cuda.py ${CUDA_TEST_ARGS:-} \
   > "$OUT/test_cuda.log" 2>&1
 cuda_rc=$?
@@ -113,7 +118,8 @@ fi
 all_rc="not run (QUICK=1)"; : > "$OUT/test_all.log"
 if [ "${QUICK:-0}" != 1 ]; then
 stamp "whole suite"
-timeout 120 $PY -m pytest -q -x tests --ignore=tests/test_cuda.py > "$OUT/test_all.log" 2>&1
+timeout 150 $PY -m pytest -q ${XDIST:+-n 8} tests --ignore=tests/test_cuda.py \
+  --ignore=tests/test_torch_cuda.py --ignore=tests/test_distributed_cuda.py > "$OUT/test_all.log" 2>&1
 all_rc=$?
 fi
 tail -3 "$OUT/test_all.log"
