@@ -81,6 +81,17 @@ __device__ inline TapRangeOf<I> output_range(I tap_offset, I stride, I extent, I
 
 }  // namespace convcore::cuda
 
+namespace convcore::cuda {
+// The index type of a call's kernels: int (several times cheaper division) when every tensor of
+// the call has fewer than kInt32IndexLimit elements, else int64_t. fn(int{}) or fn(int64_t{}).
+constexpr int64_t kInt32IndexLimit = int64_t(1) << 30;
+template <typename Fn>
+void with_index_type(bool fits_int32, Fn&& fn) {
+  if (fits_int32) fn(int{});
+  else fn(int64_t{});
+}
+}  // namespace convcore::cuda
+
 #define CC_GRID_STRIDE_AS(I, i, total)                                             \
   for (I i = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); i < (total); \
        i += I(blockDim.x) * I(gridDim.x))

@@ -111,8 +111,8 @@ bool fast_3x3(const ConvParams& p) {
          (p.stride_h == 1 || p.stride_h == 2) && p.pad_top >= 0 && p.pad_left >= 0;
 }
 bool fits_int32(const ConvParams& p) {
-  const int64_t limit = int64_t(1) << 30;
-  return p.input_numel() < limit && p.output_numel() < limit && p.weight_numel() < limit;
+  return p.input_numel() < kInt32IndexLimit && p.output_numel() < kInt32IndexLimit &&
+         p.weight_numel() < kInt32IndexLimit;
 }
 template <typename I>
 __device__ inline bool inside(I v, I extent) { return v >= 0 && v < extent; }
@@ -357,46 +357,34 @@ void backward_weight_3x3(const ConvParams& p, const T* dy, const T* x, T* dw, cu
 template <typename T>
 void depthwise_forward(const ConvParams& p, const T* x, const T* w, const T* bias, T* y,
                        cudaStream_t stream) {
-  if (fast_3x3(p)) {
-    if (fits_int32(p)) return forward_3x3<T, int>(p, x, w, bias, y, stream);
-    return forward_3x3<T, int64_t>(p, x, w, bias, y, stream);
-  }
-  if (fits_int32(p))
-    CC_CUDA_LAUNCH((depthwise_forward_kernel<T, int>), p.output_numel(), kBlock, stream, p, x, w,
-                   bias, y, int(p.output_numel()));
-  else
-    CC_CUDA_LAUNCH((depthwise_forward_kernel<T, int64_t>), p.output_numel(), kBlock, stream, p, x,
-                   w, bias, y, p.output_numel());
+  with_index_type(fits_int32(p), [&](auto index) {
+    using I = decltype(index);
+    if (fast_3x3(p)) return forward_3x3<T, I>(p, x, w, bias, y, stream);
+    CC_CUDA_LAUNCH((depthwise_forward_kernel<T, I>), p.output_numel(), kBlock, stream, p, x, w,
+                   bias, y, I(p.output_numel()));
+  });
 }
 
 template <typename T>
 void depthwise_backward_input(const ConvParams& p, const T* dy, const T* w, T* dx,
                               cudaStream_t stream) {
-  if (fast_3x3(p)) {
-    if (fits_int32(p)) return backward_input_3x3<T, int>(p, dy, w, dx, stream);
-    return backward_input_3x3<T, int64_t>(p, dy, w, dx, stream);
-  }
-  if (fits_int32(p))
-    CC_CUDA_LAUNCH((depthwise_backward_input_kernel<T, int>), p.input_numel(), kBlock, stream, p,
-                   dy, w, dx, int(p.input_numel()));
-  else
-    CC_CUDA_LAUNCH((depthwise_backward_input_kernel<T, int64_t>), p.input_numel(), kBlock, stream,
-                   p, dy, w, dx, p.input_numel());
+  with_index_type(fits_int32(p), [&](auto index) {
+    using I = decltype(index);
+    if (fast_3x3(p)) return backward_input_3x3<T, I>(p, dy, w, dx, stream);
+    CC_CUDA_LAUNCH((depthwise_backward_input_kernel<T, I>), p.input_numel(), kBlock, stream, p,
+                   dy, w, dx, I(p.input_numel()));
+  });
 }
 
 template <typename T>
 void depthwise_backward_weight(const ConvParams& p, const T* dy, const T* x, T* dw,
                                cudaStream_t stream) {
-  if (fast_3x3(p)) {
-    if (fits_int32(p)) return backward_weight_3x3<T, int>(p, dy, x, dw, stream);
-    return backward_weight_3x3<T, int64_t>(p, dy, x, dw, stream);
-  }
-  if (fits_int32(p))
-    CC_CUDA_LAUNCH_BLOCKS((depthwise_backward_weight_kernel<T, int>), p.weight_numel(),
+  with_index_type(fits_int32(p), [&](auto index) {
+    using I = decltype(index);
+    if (fast_3x3(p)) return backward_weight_3x3<T, I>(p, dy, x, dw, stream);
+    CC_CUDA_LAUNCH_BLOCKS((depthwise_backward_weight_kernel<T, I>), p.weight_numel(),
                           kReduceBlock, stream, p, dy, x, dw, p.weight_numel());
-  else
-    CC_CUDA_LAUNCH_BLOCKS((depthwise_backward_weight_kernel<T, int64_t>), p.weight_numel(),
-                          kReduceBlock, stream, p, dy, x, dw, p.weight_numel());
+  });
 }
 
 CONVCORE_CUDA_INSTANTIATE_CONV(depthwise_forward, depthwise_backward_input, depthwise_backward_weight)

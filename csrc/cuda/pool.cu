@@ -28,8 +28,8 @@ struct Geo {
 };
 
 bool fits_int32(const PoolParams& p) {
-  const int64_t limit = int64_t(1) << 30;
-  return p.planes() * p.h * p.w < limit && p.planes() * p.out_h * p.out_w < limit;
+  return p.planes() * p.h * p.w < kInt32IndexLimit &&
+         p.planes() * p.out_h * p.out_w < kInt32IndexLimit;
 }
 
 // One window along one axis: taps start + t*dil for t in [0, count), some possibly outside.
@@ -248,14 +248,11 @@ int64_t inputs(const PoolParams& p) { return p.planes() * p.h * p.w; }
 }  // namespace
 
 // Launches kernel<T, int> or kernel<T, int64_t> over `total` threads by fits_int32(p).
-#define CC_POOL_LAUNCH(kernel, T, p, total, stream, ...)                                     \
-  do {                                                                                      \
-    if (fits_int32(p))                                                                      \
-      CC_CUDA_LAUNCH((kernel<T, int>), (total), kBlock, (stream), __VA_ARGS__, int(total)); \
-    else                                                                                    \
-      CC_CUDA_LAUNCH((kernel<T, int64_t>), (total), kBlock, (stream), __VA_ARGS__,          \
-                     int64_t(total));                                                       \
-  } while (0)
+#define CC_POOL_LAUNCH(kernel, T, p, total, stream, ...)                                       \
+  with_index_type(fits_int32(p), [&](auto index) {                                           \
+    using I = decltype(index);                                                                \
+    CC_CUDA_LAUNCH((kernel<T, I>), (total), kBlock, (stream), __VA_ARGS__, I(total));        \
+  })
 
 template <typename T>
 void max_pool2d_forward(const PoolParams& p, PoolWindows windows, const T* x, T* y,
