@@ -22,6 +22,11 @@ __device__ inline int64_t ckk(const LocalParams& lp) {
   return lp.conv.c * lp.conv.kh * lp.conv.kw;
 }
 __device__ inline int64_t kernel_numel(const LocalParams& lp) { return lp.conv.k * ckk(lp); }
+// The first output coordinate at or after lo of the tile class whose coordinates are
+// phase mod period (oy % tile_h == ty): phase + period * ceil((lo - phase) / period).
+__device__ inline int64_t first_of_class(int64_t lo, int64_t phase, int64_t period) {
+  return lo <= phase ? phase : phase + (lo - phase + period - 1) / period * period;
+}
 
 template <typename T, typename Acc>
 __global__ void local_forward_kernel(LocalParams lp, const T* __restrict__ x,
@@ -80,9 +85,8 @@ __global__ void local_backward_weight_kernel(LocalParams lp, const T* __restrict
     const int64_t off_y = ky * p.dil_h - p.pad_top, off_x = kx * p.dil_w - p.pad_left;
     const TapRange rows = output_range(off_y, p.stride_h, p.h, p.out_h);
     const TapRange cols = output_range(off_x, p.stride_w, p.w, p.out_w);
-    // the first output of the class at or after lo: ty + tile_h * ceil((lo - ty) / tile_h)
-    const int64_t oy0 = rows.lo <= ty ? ty : ty + (rows.lo - ty + lp.tile_h - 1) / lp.tile_h * lp.tile_h;
-    const int64_t ox0 = cols.lo <= tx ? tx : tx + (cols.lo - tx + lp.tile_w - 1) / lp.tile_w * lp.tile_w;
+    const int64_t oy0 = first_of_class(rows.lo, ty, lp.tile_h);
+    const int64_t ox0 = first_of_class(cols.lo, tx, lp.tile_w);
     Acc acc = Acc(0);
     for (int64_t n = 0; n < p.n; ++n) {
       const T* grad = dy + (n * p.k + k) * p.out_h * p.out_w;
