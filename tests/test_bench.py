@@ -97,6 +97,33 @@ def test_skipped_columns_say_why():
     assert "mnv1.dw1024.s1" in out
 
 
+def test_column_after_the_numpy_baseline_waits_for_blas_to_settle(monkeypatch):
+    """OpenBLAS spins its threads ~0.1 s after a call; the next column must not start inside that."""
+    from convcore.bench import runner as bench_runner
+    from convcore.bench.timing import Budget
+
+    events = []
+    monkeypatch.setattr(bench_runner.time, "sleep", lambda s: events.append(("sleep", s)))
+    real_measure = bench_runner.measure
+
+    def recording_measure(fn, budget):
+        events.append(("measure",))
+        return real_measure(fn, budget)
+
+    monkeypatch.setattr(bench_runner, "measure", recording_measure)
+    settings = bench_runner.Settings(1, Budget(0.001, 1, 1, 1), Budget(0.001, 1, 1, 1),
+                                     use_torch=False, probe_seconds=0.002, probe_samples=1,
+                                     bw_passes=1)
+    runner = bench_runner.Runner(settings, select_rows("default", "mnv1.dw1024.s1"))
+    runner.probes.measure("test")  # the rates of a row are against the latest reading
+    result = runner.run_row(runner.rows[0], np.random.default_rng(0))
+    assert set(result["times"]) == {"convcore", "numpy", "convcore_fwdbwd"}
+    # measures: convcore, numpy, then the settle, then convcore_fwdbwd
+    assert events == [("measure",), ("measure",), ("sleep", bench_runner.BLAS_SETTLE_S),
+                      ("measure",)]
+    assert bench_runner.BLAS_SETTLE_S >= 0.1
+
+
 def test_row_selection():
     assert len(select_rows("default")) > len(select_rows("quick")) > 0
     assert [r.name for r in select_rows("gemm")] == ["gemm.1t", "gemm.2t"]

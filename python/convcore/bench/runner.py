@@ -3,6 +3,7 @@ and computes the per-row rates and % of roofline and the summary."""
 import contextlib
 import math
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -47,6 +48,13 @@ def load_torch(enabled):
     except ImportError:
         return None, "torch not installed"
     return torch, ""
+
+# After a BLAS call, NumPy's OpenBLAS keeps its worker threads spinning for about 0.1 s (measured
+# here: 10 ticks of CPU time on its other threads, none after that). On 2 cores a spinning thread
+# takes a core from the next column's OpenMP team: every fork or barrier then waits a scheduler
+# slice, and a 1 ms Winograd conv2d ran 18-24 ms for its first three calls after a 512^3 matmul,
+# with 4-6 ms stragglers later. So the column after the NumPy baseline waits this long first.
+BLAS_SETTLE_S = 0.15
 
 
 @contextlib.contextmanager
@@ -110,6 +118,8 @@ class Runner:
         with blas_threads(threads):
             for key, method, needs_torch in COLUMNS:
                 self._time_column(case, key, method, needs_torch, result)
+                if key == "numpy" and key in result["times"]:
+                    time.sleep(BLAS_SETTLE_S)
         case.release()
         self._derive(result, case, reading, threads)
         return result
