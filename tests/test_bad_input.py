@@ -398,10 +398,12 @@ def test_odd_views_of_every_argument_give_identical_results(rng):
                     np.testing.assert_array_equal(got, exp, err_msg=f"{name} argument {pos} {kind}")
 
 
-def test_outputs_are_fresh_writeable_arrays(rng):
+def test_outputs_are_fresh_writeable_aligned_arrays(rng):
     for name, call, args in _odd_view_calls(rng):
         for out in _as_tuple(call(*args)):
             if out is None:
                 continue
             assert out.flags.writeable and out.flags.c_contiguous, name
             assert not any(np.shares_memory(out, a) for a in args), name
+            # whole-cache-line stores along output rows (bindings/array.h: kOutputAlign)
+            assert out.ctypes.data % 64 == 0, name

@@ -55,16 +55,30 @@ std::vector<int64_t> shape_of(const py::array& a) {
 
 std::string shape_str(const py::array& a) { return convcore::shape_str(shape_of(a)); }
 
-py::array new_array(DType dtype, const std::vector<int64_t>& shape) {
+namespace {
+// The first element of `block` at or after a 64-byte boundary: the offset in elements.
+template <typename T>
+py::ssize_t aligned_offset(const py::array_t<T>& block) {
+  const auto addr = reinterpret_cast<uintptr_t>(block.data());
+  return static_cast<py::ssize_t>(((kOutputAlign - addr % kOutputAlign) % kOutputAlign) / sizeof(T));
+}
+
+template <typename T>
+py::array new_aligned(const std::vector<int64_t>& shape) {
   std::vector<py::ssize_t> dims(shape.begin(), shape.end());
-  if (dtype == DType::F32) {
-    py::array_t<float> out(dims);
-    if (g_poison) std::fill(out.mutable_data(), out.mutable_data() + out.size(), std::numeric_limits<float>::quiet_NaN());
-    return std::move(out);
-  }
-  py::array_t<double> out(dims);
-  if (g_poison) std::fill(out.mutable_data(), out.mutable_data() + out.size(), std::numeric_limits<double>::quiet_NaN());
-  return std::move(out);
+  py::ssize_t count = 1;
+  for (py::ssize_t d : dims) count *= d;
+  // NumPy's allocator guarantees 16 bytes; the block is one alignment longer, and the output is
+  // a C-contiguous view of it from the first 64-byte boundary on.
+  py::array_t<T> block(count + static_cast<py::ssize_t>(kOutputAlign / sizeof(T)));
+  T* first = block.mutable_data() + aligned_offset(block);
+  if (g_poison) std::fill(first, first + count, std::numeric_limits<T>::quiet_NaN());
+  return py::array_t<T>(dims, first, block);
+}
+}  // namespace
+
+py::array new_array(DType dtype, const std::vector<int64_t>& shape) {
+  return dtype == DType::F32 ? new_aligned<float>(shape) : new_aligned<double>(shape);
 }
 
 bool debug_poison() { return g_poison; }
