@@ -344,10 +344,12 @@ const GemmUkernel& gemm_ukernel_for(Isa isa) {
   return kUkernels[0];
 }
 
-const GemmUkernel& gemm_ukernel_for_rows(Isa isa, int64_t m) {
+const GemmUkernel& gemm_ukernel_for_rows(Isa isa, int64_t m, int saving_percent) {
   const GemmUkernel* best = &gemm_ukernel_for(isa);
   for (const GemmUkernel& uk : kUkernels)
-    if (uk.isa == best->isa && 10 * round_up(m, uk.mr) < 9 * round_up(m, best->mr)) best = &uk;
+    if (uk.isa == best->isa &&
+        100 * round_up(m, uk.mr) < (100 - saving_percent) * round_up(m, best->mr))
+      best = &uk;
   return *best;
 }
 

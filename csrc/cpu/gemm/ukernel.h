@@ -46,9 +46,9 @@ const GemmUkernel& gemm_ukernel_for(Isa isa);
 const GemmUkernel* gemm_ukernel_named(const char* name);
 bool isa_supported(Isa isa);
 // The kernel of `isa` for a product with m rows: the default one unless another kernel of that
-// ISA pads m to at least 10% fewer rows (m = 16 on AVX-512: 6x32 computes 18 rows, 14x32 28).
-// Any kernel of one ISA gives the same results: each element is one FMA chain in k order.
-const GemmUkernel& gemm_ukernel_for_rows(Isa isa, int64_t m);
+// ISA pads m to at least saving_percent fewer rows (m = 16 on AVX-512: 6x32 computes 18 rows,
+// 14x32 28). Any kernel of one ISA gives the same results: each element is one FMA chain in k order.
+const GemmUkernel& gemm_ukernel_for_rows(Isa isa, int64_t m, int saving_percent = 10);
 // The kernel for an m x n product with few columns: any kernel of `isa` or, on AVX-512, of AVX2
 // (same FMA chains, same results), whichever pads m x n to the smallest area; ties go to the
 // manifest's order. n = 16 on AVX-512 runs 6x16 AVX2 rather than half-empty 32-wide tiles.
