@@ -130,12 +130,11 @@ CONVCORE_NO_LIBC_CALLS void pack_b_from_image(const ConvParams& p, const float* 
 
 }  // namespace
 
-// Plain loops, kept loops: the DeepConvNet rows are 8-28 floats, and GCC by default turns these
-// loops into three memset/memmove calls a row, which with the padding itself took 7.5% of
-// (100,16,14,14)->32's forward on one thread (perf). Inline: book.conv3 / conv4 / conv1 forward
-// 2-3% / 3% / 1% faster on 2 threads (separate-process A/B, 6 pairs each, noisy host).
-__attribute__((optimize("no-tree-loop-distribute-patterns")))
-void pad_planes_f32(const ConvParams& p, const float* x, int64_t planes, float* xpad) {
+// Without libc calls too: the DeepConvNet rows are 8-28 floats, and as three memset/memmove calls
+// a row the padding took 7.5% of (100,16,14,14)->32's forward on one thread (perf). Inline:
+// book.conv3 / conv4 / conv1 forward 2-3% / 3% / 1% faster on 2 threads (separate-process A/B,
+// 6 pairs each, noisy host).
+CONVCORE_NO_LIBC_CALLS void pad_planes_f32(const ConvParams& p, const float* x, int64_t planes, float* xpad) {
   const int64_t hp = p.h + p.pad_top + p.pad_bottom, wp = p.w + p.pad_left + p.pad_right;
   for (int64_t i = 0; i < planes; ++i) {
     const float* src = x + i * p.h * p.w;
@@ -144,7 +143,7 @@ void pad_planes_f32(const ConvParams& p, const float* x, int64_t planes, float* 
     for (int64_t iy = 0; iy < p.h; ++iy) {
       float* row = dst + (p.pad_top + iy) * wp + p.pad_left;
       const float* in = src + iy * p.w;
-      for (int64_t j = 0; j < p.w; ++j) row[j] = in[j];
+      copy_short(row, in, p.w);
       // this row's right padding and the next row's left padding are one run
       const int64_t gap = iy + 1 < p.h ? p.pad_right + p.pad_left : p.pad_right;
       for (int64_t j = 0; j < gap; ++j) row[p.w + j] = 0.0f;
