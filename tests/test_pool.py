@@ -398,6 +398,28 @@ def test_nan_propagates(rng, isa):
     assert np.isnan(F.adaptive_max_pool2d(x, 2)[0, 0, 1, 0])
 
 
+def test_a_nan_anywhere_reaches_the_values_only_max(rng, isa):
+    # The 2- and 3-wide stride-2 windows take a fast max that drops NaNs, and redo a row with
+    # PyTorch's rule when a probe sees one: a NaN at each position in turn (both parities of
+    # column, the tail outputs, the first and last rows) must still come out, and +inf beside
+    # -inf (which trips the probe without a NaN) must give plain maxima.
+    base = randn(rng, (1, 1, 7, 37), np.float32)
+    for level in SIMD_ISAS + ["scalar"]:
+        isa(level)
+        for k, p in ((2, 0), (3, 0), (3, 1)):
+            for at in range(base.size):
+                x = base.copy()
+                x.flat[at] = np.nan
+                y_ref, _ = R.max_pool2d(x, (k, k), (2, 2), (p, p))
+                y = F.max_pool2d(x, k, 2, p)
+                np.testing.assert_array_equal(np.isnan(y), np.isnan(y_ref), err_msg=f"{level} k{k} p{p} at {at}")
+                np.testing.assert_array_equal(np.nan_to_num(y), np.nan_to_num(y_ref.astype(np.float32)))
+            x = base.copy()
+            x[0, 0, 3, 4], x[0, 0, 3, 30] = np.inf, -np.inf
+            y_ref, _ = R.max_pool2d(x, (k, k), (2, 2), (p, p))
+            np.testing.assert_array_equal(F.max_pool2d(x, k, 2, p), y_ref.astype(np.float32))
+
+
 # ---- PyTorch ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("case_id", range(40))

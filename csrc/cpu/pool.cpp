@@ -7,6 +7,8 @@
 // an output row are computed once, so the inner loops never test bounds.
 #include "cpu/pool.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -55,74 +57,111 @@ const RowKernels* simd_rows(const PoolParams& p) {
   }
 }
 
-// ---- max pooling -----------------------------------------------------------------------------
+// The rows whose every kernel row lies inside the image: their kernel-row range is the whole
+// kernel, known without the divisions valid_taps takes.
+TapRange full_window_rows(const PoolParams& p) {
+  return interior_outputs(p.out_h, p.h, p.dil_h * (p.kh - 1) + 1, p.stride_h, p.pad_h);
+}
 
-// One output row of max pooling into y_row / idx_row (idx_row may be null).
-template <typename T>
-void max_pool_row(const PoolParams& p, const T* plane, int64_t oy, T* y_row, int64_t* idx_row) {
-  const int64_t start_y = oy * p.stride_h - p.pad_h;
-  const TapRange ky = valid_taps(start_y, p.kh, p.dil_h, p.h);
-  const TapRange interior = interior_outputs(p.out_w, p.w, p.dil_w * (p.kw - 1) + 1, p.stride_w, p.pad_w);
-
-  auto one_output = [&](int64_t ox) {
-    const int64_t start_x = ox * p.stride_w - p.pad_w;
-    const TapRange kx = valid_taps(start_x, p.kw, p.dil_w, p.w);
-    T best = -std::numeric_limits<T>::infinity();
-    int64_t best_index = (start_y + ky.begin * p.dil_h) * p.w + start_x + kx.begin * p.dil_w;
-    for (int64_t i = ky.begin; i < ky.end; ++i) {
-      const int64_t row = (start_y + i * p.dil_h) * p.w;
-      for (int64_t j = kx.begin; j < kx.end; ++j) {
-        const int64_t at = row + start_x + j * p.dil_w;
-        const T v = plane[at];
-        if (v > best || std::isnan(v)) {
-          best = v;
-          best_index = at;
-        }
-      }
-    }
-    y_row[ox] = best;
-    if (idx_row) idx_row[ox] = best_index;
-  };
-
-  for (int64_t ox = 0; ox < interior.begin; ++ox) one_output(ox);
-  for (int64_t ox = interior.end; ox < p.out_w; ++ox) one_output(ox);
-  const int64_t count = interior.end - interior.begin;
-  if (count <= 0) return;
-  const int64_t col0 = interior.begin * p.stride_w - p.pad_w;
-  if constexpr (std::is_same_v<T, float>) {
-    if (const RowKernels* simd = simd_rows(p)) {
-      const PoolRowF32 r{plane, p.w, start_y + ky.begin * p.dil_h, ky.end - ky.begin, p.dil_h,
-                         p.kw, p.dil_w, p.stride_w, col0, count};
-      simd->max_row(r, y_row + interior.begin, idx_row ? idx_row + interior.begin : nullptr);
-      return;
+// Hands each thread the share of the planes*out_h output rows that `omp for schedule(static)`
+// over them would, as runs of consecutive rows of one plane: rows(plane, oy_begin, oy_end).
+// The row functions work out what depends on the shape alone once per run, not once per row
+// (that setup, with its integer divisions, was a quarter of a 3x3/2 row's time on 112-wide
+// planes); runs are capped so that Ctrl-C is still seen within a few rows.
+template <typename RowsFn>
+void for_each_row_run(const PoolParams& p, RowsFn rows) {
+  constexpr int64_t kMaxRunRows = 64;
+  const int64_t total = p.planes() * p.out_h;
+#pragma omp parallel num_threads(num_threads())
+  {
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t end = total / nt * (t + 1) + std::min<int64_t>(total % nt, t + 1);
+    for (int64_t at = total / nt * t + std::min<int64_t>(total % nt, t); at < end;) {
+      if (interrupted()) break;  // Ctrl-C: see cpu/parallel.h
+      const int64_t plane = at / p.out_h, oy = at % p.out_h;
+      const int64_t oy_end = std::min({p.out_h, oy + (end - at), oy + kMaxRunRows});
+      rows(plane, oy, oy_end);
+      at += oy_end - oy;
     }
   }
-  // Taps outer, outputs inner: the inner loop is a strided streaming pass.
-  T* y = y_row + interior.begin;
-  int64_t* idx = idx_row ? idx_row + interior.begin : nullptr;
-  bool first = true;
-  for (int64_t i = ky.begin; i < ky.end; ++i) {
-    const int64_t row = (start_y + i * p.dil_h) * p.w;
-    for (int64_t kx = 0; kx < p.kw; ++kx) {
-      const int64_t base = row + col0 + kx * p.dil_w;
-      const T* src = plane + base;
-      if (first) {
-        for (int64_t j = 0; j < count; ++j) y[j] = src[j * p.stride_w];
-        if (idx)
-          for (int64_t j = 0; j < count; ++j) idx[j] = base + j * p.stride_w;
-        first = false;
-      } else if (idx) {
-        for (int64_t j = 0; j < count; ++j) {
-          const T v = src[j * p.stride_w];
-          if (v > y[j] || std::isnan(v)) {
-            y[j] = v;
-            idx[j] = base + j * p.stride_w;
+}
+
+// ---- max pooling -----------------------------------------------------------------------------
+
+// Output rows [oy_begin, oy_end) of one plane of max pooling, into y_rows / idx_rows (the
+// outputs of row oy_begin onwards; idx_rows may be null).
+template <typename T>
+void max_pool_rows(const PoolParams& p, const T* plane, int64_t oy_begin, int64_t oy_end, T* y_rows,
+                   int64_t* idx_rows) {
+  const TapRange interior = interior_outputs(p.out_w, p.w, p.dil_w * (p.kw - 1) + 1, p.stride_w, p.pad_w);
+  const TapRange full_rows = full_window_rows(p);
+  const int64_t count = interior.end - interior.begin;
+  const int64_t col0 = interior.begin * p.stride_w - p.pad_w;
+  const RowKernels* simd = std::is_same_v<T, float> ? simd_rows(p) : nullptr;
+
+  for (int64_t oy = oy_begin; oy < oy_end; ++oy) {
+    T* y_row = y_rows + (oy - oy_begin) * p.out_w;
+    int64_t* idx_row = idx_rows ? idx_rows + (oy - oy_begin) * p.out_w : nullptr;
+    const int64_t start_y = oy * p.stride_h - p.pad_h;
+    const TapRange ky = oy >= full_rows.begin && oy < full_rows.end ? TapRange{0, p.kh}
+                                                                     : valid_taps(start_y, p.kh, p.dil_h, p.h);
+    auto one_output = [&](int64_t ox) {
+      const int64_t start_x = ox * p.stride_w - p.pad_w;
+      const TapRange kx = valid_taps(start_x, p.kw, p.dil_w, p.w);
+      T best = -std::numeric_limits<T>::infinity();
+      int64_t best_index = (start_y + ky.begin * p.dil_h) * p.w + start_x + kx.begin * p.dil_w;
+      for (int64_t i = ky.begin; i < ky.end; ++i) {
+        const int64_t row = (start_y + i * p.dil_h) * p.w;
+        for (int64_t j = kx.begin; j < kx.end; ++j) {
+          const int64_t at = row + start_x + j * p.dil_w;
+          const T v = plane[at];
+          if (v > best || std::isnan(v)) {
+            best = v;
+            best_index = at;
           }
         }
-      } else {
-        for (int64_t j = 0; j < count; ++j) {
-          const T v = src[j * p.stride_w];
-          y[j] = (v > y[j] || v != v) ? v : y[j];
+      }
+      y_row[ox] = best;
+      if (idx_row) idx_row[ox] = best_index;
+    };
+    for (int64_t ox = 0; ox < interior.begin; ++ox) one_output(ox);
+    for (int64_t ox = interior.end; ox < p.out_w; ++ox) one_output(ox);
+    if (count <= 0) continue;
+    if constexpr (std::is_same_v<T, float>) {
+      if (simd) {
+        const PoolRowF32 r{plane, p.w, start_y + ky.begin * p.dil_h, ky.end - ky.begin, p.dil_h,
+                           p.kw, p.dil_w, p.stride_w, col0, count};
+        simd->max_row(r, y_row + interior.begin, idx_row ? idx_row + interior.begin : nullptr);
+        continue;
+      }
+    }
+    // Taps outer, outputs inner: the inner loop is a strided streaming pass.
+    T* y = y_row + interior.begin;
+    int64_t* idx = idx_row ? idx_row + interior.begin : nullptr;
+    bool first = true;
+    for (int64_t i = ky.begin; i < ky.end; ++i) {
+      const int64_t row = (start_y + i * p.dil_h) * p.w;
+      for (int64_t kx = 0; kx < p.kw; ++kx) {
+        const int64_t base = row + col0 + kx * p.dil_w;
+        const T* src = plane + base;
+        if (first) {
+          for (int64_t j = 0; j < count; ++j) y[j] = src[j * p.stride_w];
+          if (idx)
+            for (int64_t j = 0; j < count; ++j) idx[j] = base + j * p.stride_w;
+          first = false;
+        } else if (idx) {
+          for (int64_t j = 0; j < count; ++j) {
+            const T v = src[j * p.stride_w];
+            if (v > y[j] || std::isnan(v)) {
+              y[j] = v;
+              idx[j] = base + j * p.stride_w;
+            }
+          }
+        } else {
+          for (int64_t j = 0; j < count; ++j) {
+            const T v = src[j * p.stride_w];
+            y[j] = (v > y[j] || v != v) ? v : y[j];
+          }
         }
       }
     }
@@ -141,40 +180,46 @@ struct Scratch {
 
 // ---- average pooling -------------------------------------------------------------------------
 
+// Output rows [oy_begin, oy_end) of one plane of average pooling, into y_rows (the outputs of
+// row oy_begin onwards).
 template <typename T>
-void avg_pool_row(const PoolParams& p, const T* plane, int64_t oy, T* y_row) {
-  const AvgSpan rows = avg_pool_span(oy, p.stride_h, p.pad_h, p.kh, p.h);
+void avg_pool_rows(const PoolParams& p, const T* plane, int64_t oy_begin, int64_t oy_end, T* y_rows) {
   const TapRange interior = interior_outputs(p.out_w, p.w, p.kw, p.stride_w, p.pad_w);
-  auto one_output = [&](int64_t ox) {
-    const AvgSpan cols = avg_pool_span(ox, p.stride_w, p.pad_w, p.kw, p.w);
-    T sum = 0;
-    for (int64_t iy = rows.begin; iy < rows.end; ++iy)
-      for (int64_t ix = cols.begin; ix < cols.end; ++ix) sum += plane[iy * p.w + ix];
-    y_row[ox] = sum / T(avg_pool_divisor(p, rows, cols));
-  };
-  for (int64_t ox = 0; ox < interior.begin; ++ox) one_output(ox);
-  for (int64_t ox = interior.end; ox < p.out_w; ++ox) one_output(ox);
   const int64_t count = interior.end - interior.begin;
-  if (count <= 0) return;
   const int64_t col0 = interior.begin * p.stride_w - p.pad_w;
   // Inside, the window's columns are never clipped: padded_len == kw == the clipped extent.
   const AvgSpan inner_cols{col0, col0 + p.kw, p.kw};
-  const T divisor = T(avg_pool_divisor(p, rows, inner_cols));
-  if constexpr (std::is_same_v<T, float>) {
-    if (const RowKernels* simd = simd_rows(p)) {
-      const PoolRowF32 r{plane, p.w, rows.begin, rows.end - rows.begin, 1, p.kw, 1, p.stride_w, col0, count};
-      simd->avg_row(r, divisor, y_row + interior.begin);
-      return;
+  const RowKernels* simd = std::is_same_v<T, float> ? simd_rows(p) : nullptr;
+  for (int64_t oy = oy_begin; oy < oy_end; ++oy) {
+    T* y_row = y_rows + (oy - oy_begin) * p.out_w;
+    const AvgSpan rows = avg_pool_span(oy, p.stride_h, p.pad_h, p.kh, p.h);
+    auto one_output = [&](int64_t ox) {
+      const AvgSpan cols = avg_pool_span(ox, p.stride_w, p.pad_w, p.kw, p.w);
+      T sum = 0;
+      for (int64_t iy = rows.begin; iy < rows.end; ++iy)
+        for (int64_t ix = cols.begin; ix < cols.end; ++ix) sum += plane[iy * p.w + ix];
+      y_row[ox] = sum / T(avg_pool_divisor(p, rows, cols));
+    };
+    for (int64_t ox = 0; ox < interior.begin; ++ox) one_output(ox);
+    for (int64_t ox = interior.end; ox < p.out_w; ++ox) one_output(ox);
+    if (count <= 0) continue;
+    const T divisor = T(avg_pool_divisor(p, rows, inner_cols));
+    if constexpr (std::is_same_v<T, float>) {
+      if (simd) {
+        const PoolRowF32 r{plane, p.w, rows.begin, rows.end - rows.begin, 1, p.kw, 1, p.stride_w, col0, count};
+        simd->avg_row(r, divisor, y_row + interior.begin);
+        continue;
+      }
     }
+    T* y = y_row + interior.begin;
+    std::fill(y, y + count, T(0));
+    for (int64_t iy = rows.begin; iy < rows.end; ++iy)
+      for (int64_t kx = 0; kx < p.kw; ++kx) {
+        const T* src = plane + iy * p.w + col0 + kx;
+        for (int64_t j = 0; j < count; ++j) y[j] += src[j * p.stride_w];
+      }
+    for (int64_t j = 0; j < count; ++j) y[j] /= divisor;
   }
-  T* y = y_row + interior.begin;
-  std::fill(y, y + count, T(0));
-  for (int64_t iy = rows.begin; iy < rows.end; ++iy)
-    for (int64_t kx = 0; kx < p.kw; ++kx) {
-      const T* src = plane + iy * p.w + col0 + kx;
-      for (int64_t j = 0; j < count; ++j) y[j] += src[j * p.stride_w];
-    }
-  for (int64_t j = 0; j < count; ++j) y[j] /= divisor;
 }
 
 // Sum of n contiguous values with independent partial sums (a plain loop is one long
@@ -195,13 +240,10 @@ T sum_run(const T* v, int64_t n) {
 template <typename T>
 void max_pool2d_forward(const PoolParams& p, const T* x, T* y, int64_t* indices) {
   const int64_t in_plane = p.h * p.w, out_plane = p.out_h * p.out_w;
-#pragma omp parallel for collapse(2) schedule(static) num_threads(num_threads())
-  for (int64_t pl = 0; pl < p.planes(); ++pl)
-    for (int64_t oy = 0; oy < p.out_h; ++oy) {
-      if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
-      const int64_t o = pl * out_plane + oy * p.out_w;
-      max_pool_row(p, x + pl * in_plane, oy, y + o, indices ? indices + o : nullptr);
-    }
+  for_each_row_run(p, [&](int64_t pl, int64_t oy_begin, int64_t oy_end) {
+    const int64_t o = pl * out_plane + oy_begin * p.out_w;
+    max_pool_rows(p, x + pl * in_plane, oy_begin, oy_end, y + o, indices ? indices + o : nullptr);
+  });
 }
 
 template <typename T>
@@ -225,7 +267,7 @@ void max_pool2d_backward(const PoolParams& p, const T* dy, const int64_t* indice
       T* y_row = y_scratch.get(p.out_w);
       int64_t* idx_row = idx_scratch.get(p.out_w);
       for (int64_t oy = 0; oy < p.out_h; ++oy) {
-        max_pool_row(p, x + pl * in_plane, oy, y_row, idx_row);
+        max_pool_rows(p, x + pl * in_plane, oy, oy + 1, y_row, idx_row);
         const T* g = grad_out + oy * p.out_w;
         for (int64_t ox = 0; ox < p.out_w; ++ox) grad_in[idx_row[ox]] += g[ox];
       }
@@ -236,10 +278,9 @@ void max_pool2d_backward(const PoolParams& p, const T* dy, const int64_t* indice
 template <typename T>
 void avg_pool2d_forward(const PoolParams& p, const T* x, T* y) {
   const int64_t in_plane = p.h * p.w, out_plane = p.out_h * p.out_w;
-#pragma omp parallel for collapse(2) schedule(static) num_threads(num_threads())
-  for (int64_t pl = 0; pl < p.planes(); ++pl)
-    for (int64_t oy = 0; oy < p.out_h; ++oy)
-      if (!interrupted()) avg_pool_row(p, x + pl * in_plane, oy, y + pl * out_plane + oy * p.out_w);
+  for_each_row_run(p, [&](int64_t pl, int64_t oy_begin, int64_t oy_end) {
+    avg_pool_rows(p, x + pl * in_plane, oy_begin, oy_end, y + pl * out_plane + oy_begin * p.out_w);
+  });
 }
 
 template <typename T>

@@ -3,9 +3,9 @@
 //
 // Two shapes of work (bench rows maxpool.*, avgpool.*):
 // - Values only (max without indices, average): the window is separable, so the kh rows are
-//   first reduced column by column (contiguous vectors, each input element loaded once), and the
-//   kw horizontal taps then read that L1-resident column buffer. For 3x3 stride 2 that is 3 + 3
-//   vector taps per 8 outputs instead of 9 strided ones.
+//   first reduced column by column, then across. For 2- and 3-wide windows at stride 2 (the
+//   bench's shapes) that all happens in registers (rows_first); other shapes reduce into an
+//   L1-resident column buffer that the kw horizontal taps then read (separable_row).
 // - Max with indices: the taps run in PyTorch's row-major order with its rule (take v when
 //   v > best or v is NaN), so ties and NaNs pick the same position as the reference; a
 //   separable order cannot keep that rule.
@@ -13,6 +13,7 @@
 // row: blocks whose last lane would read past it are done one output at a time.
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/pool.h"
@@ -125,9 +126,97 @@ void separable_row(const PoolRowF32& r, float divisor, float* y) {
   }
 }
 
+// Windows 2 or 3 columns wide at stride 2, no column dilation (the 2x2/2 and 3x3/2 pools),
+// values only: per block of 8 outputs the window rows are combined column by column in
+// registers, over vectors at columns 0 and 8 of the block (and 2 and 10 for 3-wide windows),
+// then vshufps picks the even and odd columns (and the next even ones) in the same
+// lane-interleaved order, so one vpermpd after the combines puts the outputs in order. No
+// column buffer: its stores and the unaligned reloads that straddled them were half of the
+// separable form's time on 3x3/2 rows.
+enum class Combine {
+  kSum,
+  kMaxRule,  // PyTorch's max rule (NaN kept): two compares, an or and a blend per combine
+  kMaxFast,  // vmaxps(v, acc): keeps acc on ties like the rule, but also drops a NaN v
+};
+
+bool rows_first_applies(const PoolRowF32& r) {
+  return (r.kw == 2 || r.kw == 3) && r.stride_w == 2 && r.dil_w == 1;
+}
+
+// With kMaxFast every loaded value also goes into a running sum, and the call returns false when
+// that sum is NaN (a NaN input, or inf meeting -inf): the row must then be redone with kMaxRule.
+// Otherwise it returns true.
+template <Combine kOp>
+bool rows_first(const PoolRowF32& r, float divisor, float* y) {
+  auto combine = [](auto acc, auto v) {
+    if constexpr (kOp == Combine::kSum) return acc + v;
+    else if constexpr (kOp == Combine::kMaxRule) return max_rule(v, acc);
+    else if constexpr (std::is_same_v<decltype(acc), float>) return v > acc ? v : acc;
+    else return Vec(__builtin_ia32_maxps256(v, acc));
+  };
+  const bool three_wide = r.kw == 3;
+  const float* first = r.plane + r.first_row * r.width + r.col0;
+  const int64_t row_step = r.dil_h * r.width;
+  Vec probe{};
+  float probe1 = 0.0f;
+  auto load = [&](const float* p) {
+    const Vec v = vload(p);
+    if (kOp == Combine::kMaxFast) probe += v;
+    return v;
+  };
+  const Vec vdivisor = vsplat(divisor);
+  auto block = [&](int64_t j0) {  // outputs [j0, j0 + 8)
+    const float* col = first + 2 * j0;
+    Vec at0 = load(col), at8 = load(col + 8), at2{}, at10{};
+    if (three_wide) at2 = load(col + 2), at10 = load(col + 10);
+    for (int64_t ry = 1; ry < r.rows; ++ry) {
+      const float* row = col + ry * row_step;
+      at0 = combine(at0, load(row));
+      at8 = combine(at8, load(row + 8));
+      if (three_wide) at2 = combine(at2, load(row + 2)), at10 = combine(at10, load(row + 10));
+    }
+    // vshufps order: outputs 0 1 4 5 | 2 3 6 7
+    const IVec even = {0, 2, 8, 10, 4, 6, 12, 14}, odd = {1, 3, 9, 11, 5, 7, 13, 15};
+    Vec out = combine(__builtin_shuffle(at0, at8, even), __builtin_shuffle(at0, at8, odd));
+    if (three_wide) out = combine(out, __builtin_shuffle(at2, at10, even));
+    out = __builtin_shuffle(out, IVec{0, 1, 4, 5, 2, 3, 6, 7});
+    if (kOp == Combine::kSum) out = out / vdivisor;  // a division, as the portable path and the reference do
+    vstore(y + j0, out);
+  };
+  // A block reads up to column 2*j0 + 15 (+ 17 when 3 wide; the last of those is outside the
+  // window, so it can only send a row to the exact pass). Blocks stay inside the image row.
+  const int64_t reach = three_wide ? 17 : 15;
+  auto block_fits = [&](int64_t j0) { return r.col0 + 2 * j0 + reach < r.width; };
+  int64_t j = 0;
+  for (; j + kVL <= r.count && block_fits(j); j += kVL) block(j);
+  if (j < r.count && r.count >= kVL && block_fits(r.count - kVL)) {
+    block(r.count - kVL);  // the last outputs as a whole block, recomputing a few to the same values
+    j = r.count;
+  }
+  for (; j < r.count; ++j) {  // near the row end: one output at a time
+    const float* col = first + 2 * j;
+    float acc = 0.0f;
+    for (int64_t ry = 0; ry < r.rows; ++ry)
+      for (int64_t kx = 0; kx < r.kw; ++kx) {
+        const float v = col[ry * row_step + kx];
+        if (kOp == Combine::kMaxFast) probe1 += v;
+        acc = ry == 0 && kx == 0 ? v : combine(acc, v);
+      }
+    y[j] = kOp == Combine::kSum ? acc / divisor : acc;
+  }
+  if (kOp != Combine::kMaxFast) return true;
+  for (int i = 0; i < kVL; ++i) probe1 += probe[i];
+  return probe1 == probe1;
+}
+
 }  // namespace
 
 void f32_maxpool_row(const PoolRowF32& r, float* y, int64_t* idx) {
+  if (!idx && rows_first_applies(r)) {
+    // The fast max first; a row whose inputs hold a NaN is redone with PyTorch's rule.
+    if (!rows_first<Combine::kMaxFast>(r, 1.0f, y)) rows_first<Combine::kMaxRule>(r, 1.0f, y);
+    return;
+  }
   if (!idx) return separable_row<true>(r, 1.0f, y);
   IVec lane_cols;
   for (int i = 0; i < kVL; ++i) lane_cols[i] = static_cast<int32_t>(i * r.stride_w);
@@ -172,6 +261,10 @@ void f32_maxpool_row(const PoolRowF32& r, float* y, int64_t* idx) {
 }
 
 void f32_avgpool_row(const PoolRowF32& r, float divisor, float* y) {
+  if (rows_first_applies(r)) {
+    rows_first<Combine::kSum>(r, divisor, y);
+    return;
+  }
   separable_row<false>(r, divisor, y);
 }
 

@@ -61,38 +61,57 @@ bool rows_first_applies(const PoolRowF32& r) {
   return (r.kw == 2 || r.kw == 3) && r.stride_w == 2 && r.dil_w == 1;
 }
 
-template <typename Combine, typename Finish>
-void rows_first(const PoolRowF32& r, float* y, Combine combine, Finish finish) {
+// With kProbe, every loaded vector is also added into a running sum, and the call returns false
+// when that sum holds a NaN (some input was NaN, or inf met -inf): a combine that may drop NaNs
+// then has to be redone by one that keeps them. Without kProbe it returns true.
+template <bool kProbe, typename Combine, typename Finish>
+bool rows_first(const PoolRowF32& r, float* y, Combine combine, Finish finish) {
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
   // lanes 1..15 of the even columns, then the first lane of the column after the block
   const __m512i next_even = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
   const float* first = r.plane + r.first_row * r.width + r.col0;
   const int64_t row_step = r.dil_h * r.width;
+  const bool three_wide = r.kw == 3;
+  __m512 probe = _mm512_setzero_ps();
+  auto load = [&](__mmask16 m, const float* p) {
+    const __m512 v = _mm512_maskz_loadu_ps(m, p);
+    if (kProbe) probe = _mm512_add_ps(probe, v);
+    return v;
+  };
   for (int64_t j0 = 0; j0 < r.count; j0 += kLanes) {
     const int64_t lanes = r.count - j0 < kLanes ? r.count - j0 : kLanes;
     const int64_t span = 2 * (lanes - 1) + r.kw;  // input columns of these outputs
     const __mmask16 m_lo = first_lanes_mask16(span), m_hi = first_lanes_mask16(span - 16), m_next = first_lanes_mask16(span - 32);
     const float* col = first + 2 * j0;
-    __m512 lo = _mm512_maskz_loadu_ps(m_lo, col), hi = _mm512_maskz_loadu_ps(m_hi, col + 16);
-    __m512 next = r.kw == 3 ? _mm512_maskz_loadu_ps(m_next, col + 32) : _mm512_setzero_ps();
+    __m512 lo = load(m_lo, col), hi = load(m_hi, col + 16);
+    __m512 next = three_wide ? load(m_next, col + 32) : _mm512_setzero_ps();
     for (int64_t ry = 1; ry < r.rows; ++ry) {
       const float* row = col + ry * row_step;
-      lo = combine(lo, _mm512_maskz_loadu_ps(m_lo, row));
-      hi = combine(hi, _mm512_maskz_loadu_ps(m_hi, row + 16));
-      if (r.kw == 3) next = combine(next, _mm512_maskz_loadu_ps(m_next, row + 32));
+      lo = combine(lo, load(m_lo, row));
+      hi = combine(hi, load(m_hi, row + 16));
+      if (three_wide) next = combine(next, load(m_next, row + 32));
     }
     const __m512 e = _mm512_permutex2var_ps(lo, even, hi);
     __m512 out = combine(e, _mm512_permutex2var_ps(lo, odd, hi));
-    if (r.kw == 3) out = combine(out, _mm512_permutex2var_ps(e, next_even, next));
+    if (three_wide) out = combine(out, _mm512_permutex2var_ps(e, next_even, next));
     _mm512_mask_storeu_ps(y + j0, first_lanes_mask16(lanes), finish(out));
   }
+  return !kProbe || _mm512_cmp_ps_mask(probe, probe, _CMP_UNORD_Q) == 0;
 }
 
 }  // namespace
 
 void f32_maxpool_row(const PoolRowF32& r, float* y, int64_t* idx) {
-  if (!idx && rows_first_applies(r)) return rows_first(r, y, max_keep_nan, [](__m512 v) { return v; });
+  if (!idx && rows_first_applies(r)) {
+    // vmaxps(v, best) keeps best on ties, as PyTorch's rule does, but also when v is NaN; a row
+    // with a NaN (seen by the probe) is redone with the rule itself. One instruction per combine
+    // instead of four: 3x3/2 rows about a fifth faster.
+    const auto identity = [](__m512 v) { return v; };
+    if (rows_first<true>(r, y, [](__m512 best, __m512 v) { return _mm512_max_ps(v, best); }, identity)) return;
+    rows_first<false>(r, y, max_keep_nan, identity);
+    return;
+  }
   const StridedLoader loader(r.stride_w);
   const __m512i lane_cols = loader.lane_offsets;
   for (int64_t j0 = 0; j0 < r.count; j0 += kLanes) {
@@ -132,8 +151,8 @@ void f32_maxpool_row(const PoolRowF32& r, float* y, int64_t* idx) {
 void f32_avgpool_row(const PoolRowF32& r, float divisor, float* y) {
   const __m512 div = _mm512_set1_ps(divisor);
   if (rows_first_applies(r))
-    return rows_first(r, y, [](__m512 a, __m512 b) { return _mm512_add_ps(a, b); },
-                      [div](__m512 v) { return _mm512_div_ps(v, div); });
+    return (void)rows_first<false>(r, y, [](__m512 a, __m512 b) { return _mm512_add_ps(a, b); },
+                                   [div](__m512 v) { return _mm512_div_ps(v, div); });
   const StridedLoader loader(r.stride_w);
   for (int64_t j0 = 0; j0 < r.count; j0 += kLanes) {
     const int64_t lanes = r.count - j0 < kLanes ? r.count - j0 : kLanes;
