@@ -42,6 +42,7 @@ PYBIND11_MODULE(_cpu, m) {
     py::dict d;
     d["vendor"] = f.vendor;
     d["brand"] = f.brand;
+    d["family"] = f.family;
     py::dict flags;
     flags["avx2"] = f.avx2; flags["fma"] = f.fma; flags["avx512f"] = f.avx512f;
     flags["avx512bw"] = f.avx512bw; flags["avx512vl"] = f.avx512vl; flags["avx512dq"] = f.avx512dq;

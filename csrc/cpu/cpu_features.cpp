@@ -31,6 +31,8 @@ CpuFeatures detect() {
   std::memcpy(vendor, &b, 4); std::memcpy(vendor + 4, &d, 4); std::memcpy(vendor + 8, &c, 4);
   f.vendor = vendor;
   __get_cpuid(1, &a, &b, &c, &d);
+  const unsigned int base_family = (a >> 8) & 0xF;
+  f.family = static_cast<int>(base_family == 0xF ? base_family + ((a >> 20) & 0xFF) : base_family);
   const bool osxsave = c & (1u << 27), avx = c & (1u << 28);
   f.fma = c & (1u << 12);
   bool ymm_os = false, zmm_os = false;

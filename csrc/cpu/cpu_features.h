@@ -11,6 +11,7 @@ struct CpuFeatures {
   bool avx2 = false, fma = false, avx512f = false, avx512bw = false, avx512vl = false,
        avx512dq = false;
   std::string vendor, brand;
+  int family = 0;  // CPUID's display family (base + extended): AMD Zen 4 is 0x19, Zen 5 0x1A
 };
 
 const CpuFeatures& cpu_features();

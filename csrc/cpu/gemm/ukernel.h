@@ -40,7 +40,8 @@ struct GemmUkernel {
 
 // Every kernel of the manifest, in manifest order.
 const GemmUkernel* gemm_ukernels(int* count);
-// The default kernel for an ISA level (the first manifest line of that ISA).
+// The default kernel for an ISA level: the first manifest line of that ISA, except on AMD Zen 4,
+// whose AVX-512 default is the 8x32 tile (gemm_f32.cpp says why).
 const GemmUkernel& gemm_ukernel_for(Isa isa);
 // By name; nullptr when there is none.
 const GemmUkernel* gemm_ukernel_named(const char* name);
