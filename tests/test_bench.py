@@ -124,6 +124,20 @@ def test_column_after_the_numpy_baseline_waits_for_blas_to_settle(monkeypatch):
     assert bench_runner.BLAS_SETTLE_S >= 0.1
 
 
+def test_gemm_two_thread_target_needs_strictly_faster_than_numpy():
+    # The issue asks for a GEMM "faster than numpy.matmul" on 2 threads: a tie is not met.
+    from convcore.bench.runner import summarize
+    from convcore.bench.targets import TARGETS
+    target = next(t for t in TARGETS if t.key == "gemm_numpy_2t")
+    assert target.strict and not target.met(1.0) and target.met(1.01) and not target.met(None)
+
+    def row(x_numpy):
+        return {"name": "gemm.2t", "kind": "gemm", "tags": ["gemm2t"], "pair": None, "x_numpy": x_numpy}
+    for x, met in ((1.04, True), (1.0, False), (0.9, False)):
+        entry = next(s for s in summarize([row(x)], 1 << 20) if s["key"] == "gemm_numpy_2t")
+        assert entry["value"] == x and entry["met"] is met and entry["rows"] == 1
+
+
 def test_row_selection():
     assert len(select_rows("default")) > len(select_rows("quick")) > 0
     assert [r.name for r in select_rows("gemm")] == ["gemm.1t", "gemm.2t"]

@@ -114,7 +114,7 @@ def summary_text(summary, results, separable):
         unit = s["unit"]
         value = "-" if s["value"] is None else (
             f"{s['value']:.2f}x" if unit == "x" else f"{s['value']:.0f}%")
-        goal = f">= {s['threshold']:g}{unit}" + ("*" if s["assumed"] else "")
+        goal = (">" if s.get("strict") else ">=") + f" {s['threshold']:g}{unit}" + ("*" if s["assumed"] else "")
         mark = {True: "PASS", False: "miss", None: "n/a"}[s["met"]]
         lines.append(f"  {s['label'].ljust(width)}  {value:>8}  {goal:>10}  {s['rows']:>3} rows  {mark}")
     if any(s["assumed"] for s in summary):

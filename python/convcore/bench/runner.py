@@ -210,6 +210,8 @@ def summarize(results, l2_bytes_per_core):
         put(key, geomean(p["ratio"] for p in pairs), pairs)
     gemm = [r for r in tagged("gemm1t") if r.get("peak_pct")]
     put("gemm_peak", min((r["peak_pct"] for r in gemm), default=None), gemm)
+    gemm2 = [r for r in tagged("gemm2t") if r.get("x_numpy")]
+    put("gemm_numpy_2t", min((r["x_numpy"] for r in gemm2), default=None), gemm2)
     np_rows = [r for r in results if r.get("x_numpy") and r["kind"] != "gemm"]
     put("numpy_geomean", geomean(r["x_numpy"] for r in np_rows), np_rows)
     summary = []
@@ -219,7 +221,7 @@ def summarize(results, l2_bytes_per_core):
             "key": target.key, "label": target.label, "value": value,
             "threshold": target.threshold, "unit": target.unit, "rows": counts.get(target.key, 0),
             "met": target.met(value) if value is not None else None,
-            "source": target.source, "assumed": target.assumed,
+            "source": target.source, "assumed": target.assumed, "strict": target.strict,
         })
     return summary
 

@@ -4,7 +4,7 @@ arrays) just before timing it and drops it afterwards, so only one row's data is
 Groups run in order; the machine probes are re-measured before each group.
 Tags feed the summary's targets (see targets.py): "conv" rows make the conv2d-vs-PyTorch
 geomeans, "large3x3" the %-of-peak target, "bw" the bandwidth target, "sep2d"/"sep1d" the
-separable ratios (paired by the row's `pair` key), "gemm1t" the GEMM target.
+separable ratios (paired by the row's `pair` key), "gemm1t" / "gemm2t" the GEMM targets.
 """
 import fnmatch
 from dataclasses import dataclass, field
@@ -96,7 +96,7 @@ def default_rows():
     for t in (1, 2):
         rows.append(Row(f"gemm.{t}t", "gemm",
                         lambda rng, t=t: cases.GemmCase(rng, 1024, 1024, 1024, t),
-                        ("gemm1t",) if t == 1 else (), quick=t == 1, threads=t))
+                        (f"gemm{t}t",), quick=t == 1, threads=t))
     return rows
 
 
