@@ -336,10 +336,10 @@ const GemmUkernel* gemm_ukernels(int* count) {
   return kUkernels;
 }
 
-// AMD's Zen 4 runs each 512-bit FMA as two 256-bit halves, one a cycle: there the 8-row tile beat
-// the 14-row one on every shape measured, square GEMMs included (session 9, bench/RESULTS.md:
-// 1024^3 2-6% on one thread and 0-4% on two, 512^3 and 2048x2048x1024 alike; ResNet-50's
-// (8,256,14,14) Winograd products 10%). Intel's AVX-512 cores (two 512-bit FMA units, where
+// AMD's Zen 4 runs each 512-bit FMA as two 256-bit halves, one a cycle: there the 8-row tile won
+// or tied against the 14-row one on every shape measured, square GEMMs included (session 9,
+// bench/RESULTS.md: 1024^3 2-6% on one thread and 0-4% on two, 512^3 likewise, 2048x2048x1024
+// even on one thread and 3% on two; ResNet-50's (8,256,14,14) Winograd products 10%). Intel's AVX-512 cores (two 512-bit FMA units, where
 // the 14-row tile was tuned) and any other keep the manifest's first kernel.
 namespace {
 bool prefers_8_row_tile(Isa isa) {
