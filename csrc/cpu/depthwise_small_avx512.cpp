@@ -111,6 +111,47 @@ void plane(const ConvParams& p, const float* x, const float* wk, float bias, flo
   }
 }
 
+// Stride 1: the same sums over a window of three padded rows' tap vectors kept in registers, the
+// loop unrolled by three so each row's vectors stay in one place while they serve three output
+// rows. plane() writes every row's taps to the stack and reads nine back per output row, and on
+// (8,512,14,14) one thread spent 30% of its time writing them and most of the rest in the FMAs'
+// loads (perf): 91 ns a plane for 126 FMAs.
+template <int PL>
+void plane_rolling(const ConvParams& p, const float* x, const float* wk, float bias, float* y) {
+  const __mmask16 in_mask = first_lanes_mask16(p.w), out_mask = first_lanes_mask16(p.out_w);
+  __m512 wv[9];
+  for (int t = 0; t < 9; ++t) wv[t] = _mm512_set1_ps(wk[t]);
+  const __m512 bv = _mm512_set1_ps(bias);
+  auto taps = [&](int64_t r, __m512* t) {  // padded row r's tap vectors
+    const int64_t iy = r - p.pad_top;
+    if (iy < 0 || iy >= p.h) {
+      t[0] = t[1] = t[2] = _mm512_setzero_ps();
+      return;
+    }
+    taps_stride1(padded_row<PL>(x + iy * p.w, in_mask), t);
+  };
+  auto out_row = [&](int64_t oy, const __m512* r0, const __m512* r1, const __m512* r2) {
+    __m512 acc = bv;
+    for (int kx = 0; kx < 3; ++kx) acc = _mm512_fmadd_ps(wv[kx], r0[kx], acc);
+    for (int kx = 0; kx < 3; ++kx) acc = _mm512_fmadd_ps(wv[3 + kx], r1[kx], acc);
+    for (int kx = 0; kx < 3; ++kx) acc = _mm512_fmadd_ps(wv[6 + kx], r2[kx], acc);
+    _mm512_mask_storeu_ps(y + oy * p.out_w, out_mask, acc);
+  };
+  __m512 a[3], b[3], c[3];
+  taps(0, a);
+  taps(1, b);
+  for (int64_t oy = 0; oy < p.out_h; oy += 3) {
+    taps(oy + 2, c);
+    out_row(oy, a, b, c);
+    if (oy + 1 == p.out_h) break;
+    taps(oy + 3, a);
+    out_row(oy + 1, b, c, a);
+    if (oy + 2 == p.out_h) break;
+    taps(oy + 4, b);
+    out_row(oy + 2, c, a, b);
+  }
+}
+
 using PlaneFn = void (*)(const ConvParams&, const float*, const float*, float, float*);
 
 // fn over every (image, channel) plane of a forward, threads splitting the planes.
@@ -127,6 +168,8 @@ void each_plane(const ConvParams& p, const float* x, const float* w, const float
 
 template <int SW, int PL>
 void all_planes(const ConvParams& p, const float* x, const float* w, const float* bias, float* y) {
+  if constexpr (SW == 1)
+    if (p.stride_h == 1) return each_plane(p, x, w, bias, y, &plane_rolling<PL>);
   each_plane(p, x, w, bias, y, &plane<SW, PL>);
 }
 
