@@ -68,6 +68,28 @@ def test_widths_around_the_vector_exact(rng, isa, geometry):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+def test_small_maps_rows_rolled_in_registers_exact(rng, isa):
+    # Stride-1 3x3 maps whose padded row fits one vector (AVX-512: depthwise_small_avx512.cpp,
+    # plane_rolling) keep three rows' taps in registers with the row loop unrolled by three: every
+    # remainder of out_h by 3 (and out_h of 1 and 2), every left pad, zero and asymmetric vertical
+    # pads, forward and the input gradient (the same kernel over dy, turned), exact on small ints.
+    for height in (1, 2, 3, 4, 5, 9, 10, 11, 14):
+        for pads in ((1, 1, 1, 1), (0, 0, 0, 0), (2, 2, 2, 2), (0, 2, 1, 0), (2, 0, 0, 1)):
+            width = 14 - pads[2] - pads[3]
+            out_h = height + pads[0] + pads[1] - 2
+            if out_h < 1:
+                continue
+            c = 3
+            x = small_ints(rng, (2, c, height, width), np.float32)
+            w = small_ints(rng, (c, 1, 3, 3), np.float32)
+            b = small_ints(rng, (c,), np.float32)
+            dy = small_ints(rng, (2, c, out_h, width + pads[2] + pads[3] - 2), np.float32)
+            with forced_isa(isa):
+                _check(x, w, b, dy, (1, 1), pads, (1, 1), c, True,
+                       f"isa={isa} h={height} pads={pads}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("shape", [(1, 9, 7, 7), (2, 13, 14, 14), (1, 5, 28, 29), (1, 3, 57, 40)])
 def test_random_floats_and_determinism(rng, isa, shape):
     n, c, h, width = shape
