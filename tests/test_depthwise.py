@@ -2,6 +2,8 @@
 widths around each vector width (4, 8, 16 lanes), against the float64 NumPy reference: small
 integers make float32 forward and both gradients exact, so any indexing slip shows as a mismatch.
 Random-float cases cover the rest; results must be bit-identical run to run."""
+import itertools
+
 import numpy as np
 import pytest
 
@@ -68,14 +70,15 @@ def test_widths_around_the_vector_exact(rng, isa, geometry):
 
 
 @pytest.mark.parametrize("isa", ISAS)
-def test_small_maps_rows_rolled_in_registers_exact(rng, isa):
-    # Stride-1 3x3 maps whose padded row fits one vector (AVX-512: depthwise_small_avx512.cpp,
-    # plane_rolling) keep three rows' taps in registers with the row loop unrolled by three: every
-    # remainder of out_h by 3 (and out_h of 1 and 2), every left pad, zero and asymmetric vertical
-    # pads, forward and the input gradient (the same kernel over dy, turned), exact on small ints.
-    for height in (1, 2, 3, 4, 5, 9, 10, 11, 14):
+def test_stride1_rows_rolled_in_registers_exact(rng, isa):
+    # Stride-1 3x3 maps keep three padded rows' taps in registers with the row loop unrolled by
+    # three (AVX-512: depthwise_small_avx512.cpp, plane_rolling for a padded row in one vector,
+    # wide_plane_rolling for 2-8): every remainder of out_h by 3 (and out_h of 1 and 2), every left
+    # pad, zero and asymmetric vertical pads, padded rows of 1, 2 and 4 vectors, forward and the
+    # input gradient (the same kernels over dy, turned), exact on small ints.
+    for height, padded_width in itertools.product((1, 2, 3, 4, 5, 9, 10, 11, 14), (14, 30, 62)):
         for pads in ((1, 1, 1, 1), (0, 0, 0, 0), (2, 2, 2, 2), (0, 2, 1, 0), (2, 0, 0, 1)):
-            width = 14 - pads[2] - pads[3]
+            width = padded_width - pads[2] - pads[3]
             out_h = height + pads[0] + pads[1] - 2
             if out_h < 1:
                 continue

@@ -278,16 +278,26 @@ struct WideRows {
   }
 };
 
+// What a plane of the wide kernels holds fixed: the masks of an output row's NO vectors, the nine
+// weights and the bias, broadcast. Into the caller's local arrays: held in a struct and read
+// through a pointer, the weights were reloaded after every store (vector types may alias floats),
+// and the rolled kernel lost half its gain.
+template <int NO>
+inline void wide_plane_constants(const ConvParams& p, const float* wk, float bias, __mmask16* out_mask,
+                                 __m512* wv, __m512& bv) {
+  for (int v = 0; v < NO; ++v) out_mask[v] = first_lanes_mask16(std::clamp<int64_t>(p.out_w - 16 * v, 0, 16));
+  for (int t = 0; t < 9; ++t) wv[t] = _mm512_set1_ps(wk[t]);
+  bv = _mm512_set1_ps(bias);
+}
+
 template <int SW, int PL, int NV>
 void wide_plane(const ConvParams& p, const float* x, const float* wk, float bias, float* y) {
   using Rows = WideRows<SW, PL, NV>;
   constexpr int NO = Rows::kOutVectors;
   const Rows rows_of(p);
   __mmask16 out_mask[NO];
-  for (int v = 0; v < NO; ++v) out_mask[v] = first_lanes_mask16(std::clamp<int64_t>(p.out_w - 16 * v, 0, 16));
-  __m512 wv[9];
-  for (int t = 0; t < 9; ++t) wv[t] = _mm512_set1_ps(wk[t]);
-  const __m512 bv = _mm512_set1_ps(bias);
+  __m512 wv[9], bv;
+  wide_plane_constants<NO>(p, wk, bias, out_mask, wv, bv);
   __m512 win[3][3][NV];  // [padded row % 3][kx][vector]
   for (int r = 0; r < Rows::kPreloaded; ++r) rows_of.load(p, x, r, win[r]);
   for (int64_t oy = 0; oy < p.out_h; ++oy) {
@@ -302,6 +312,42 @@ void wide_plane(const ConvParams& p, const float* x, const float* wk, float bias
           acc = _mm512_fmadd_ps(wv[ky * 3 + kx], win[rows[ky]][kx][v], acc);
       _mm512_mask_storeu_ps(out + 16 * v, out_mask[v], acc);
     }
+  }
+}
+
+// Stride 1 (both ways): the same window with the row loop unrolled by three, so that each padded
+// row's tap vectors keep one place while they serve three output rows (as plane_rolling): indexed
+// by row % 3 at run time, win lives on the stack and every tap is a store and nine loads.
+template <int PL, int NV>
+void wide_plane_rolling(const ConvParams& p, const float* x, const float* wk, float bias, float* y) {
+  using Rows = WideRows<1, PL, NV>;
+  const Rows rows_of(p);
+  __mmask16 out_mask[NV];
+  __m512 wv[9], bv;
+  wide_plane_constants<NV>(p, wk, bias, out_mask, wv, bv);
+  using Taps = __m512[3][NV];  // [kx][vector]
+  auto out_row = [&](int64_t oy, const Taps& r0, const Taps& r1, const Taps& r2) {
+    float* out = y + oy * p.out_w;
+    for (int v = 0; v < NV; ++v) {
+      __m512 acc = bv;
+      for (int kx = 0; kx < 3; ++kx) acc = _mm512_fmadd_ps(wv[kx], r0[kx][v], acc);
+      for (int kx = 0; kx < 3; ++kx) acc = _mm512_fmadd_ps(wv[3 + kx], r1[kx][v], acc);
+      for (int kx = 0; kx < 3; ++kx) acc = _mm512_fmadd_ps(wv[6 + kx], r2[kx][v], acc);
+      _mm512_mask_storeu_ps(out + 16 * v, out_mask[v], acc);
+    }
+  };
+  Taps a, b, c;
+  rows_of.load(p, x, 0, a);
+  rows_of.load(p, x, 1, b);
+  for (int64_t oy = 0; oy < p.out_h; oy += 3) {
+    rows_of.load(p, x, oy + 2, c);
+    out_row(oy, a, b, c);
+    if (oy + 1 == p.out_h) break;
+    rows_of.load(p, x, oy + 3, a);
+    out_row(oy + 1, b, c, a);
+    if (oy + 2 == p.out_h) break;
+    rows_of.load(p, x, oy + 4, b);
+    out_row(oy + 2, c, a, b);
   }
 }
 
@@ -437,6 +483,8 @@ struct WideForward {
   struct Fn {
     static void run(const ConvParams& p, const float* x, const float* w, const float* bias,
                     float* y) {
+      if constexpr (SW == 1)
+        if (p.stride_h == 1) return each_plane(p, x, w, bias, y, &wide_plane_rolling<PL, NV>);
       each_plane(p, x, w, bias, y, &wide_plane<SW, PL, NV>);
     }
   };
