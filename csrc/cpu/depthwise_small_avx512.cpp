@@ -111,6 +111,27 @@ void plane(const ConvParams& p, const float* x, const float* wk, float bias, flo
   }
 }
 
+// The walk the stride-1 kernels below share: output rows 0 .. out_h-1 of a 3x3 plane over a window
+// of three padded rows' tap vectors, the loop unrolled by three so each row's vectors keep one
+// place (registers, or where the compiler spills them) while they serve three output rows.
+// load(r, taps) fills padded row r's vectors; row(oy, r0, r1, r2) takes output row oy's three.
+template <typename Taps, typename Load, typename Row>
+inline void roll_three_rows(int64_t out_h, Load load, Row row) {
+  Taps a, b, c;
+  load(0, a);
+  load(1, b);
+  for (int64_t oy = 0; oy < out_h; oy += 3) {
+    load(oy + 2, c);
+    row(oy, a, b, c);
+    if (oy + 1 == out_h) break;
+    load(oy + 3, a);
+    row(oy + 1, b, c, a);
+    if (oy + 2 == out_h) break;
+    load(oy + 4, b);
+    row(oy + 2, c, a, b);
+  }
+}
+
 // Stride 1: the same sums over a window of three padded rows' tap vectors kept in registers, the
 // loop unrolled by three so each row's vectors stay in one place while they serve three output
 // rows. plane() writes every row's taps to the stack and reads nine back per output row, and on
@@ -137,19 +158,7 @@ void plane_rolling(const ConvParams& p, const float* x, const float* wk, float b
     for (int kx = 0; kx < 3; ++kx) acc = _mm512_fmadd_ps(wv[6 + kx], r2[kx], acc);
     _mm512_mask_storeu_ps(y + oy * p.out_w, out_mask, acc);
   };
-  __m512 a[3], b[3], c[3];
-  taps(0, a);
-  taps(1, b);
-  for (int64_t oy = 0; oy < p.out_h; oy += 3) {
-    taps(oy + 2, c);
-    out_row(oy, a, b, c);
-    if (oy + 1 == p.out_h) break;
-    taps(oy + 3, a);
-    out_row(oy + 1, b, c, a);
-    if (oy + 2 == p.out_h) break;
-    taps(oy + 4, b);
-    out_row(oy + 2, c, a, b);
-  }
+  roll_three_rows<__m512[3]>(p.out_h, taps, out_row);
 }
 
 using PlaneFn = void (*)(const ConvParams&, const float*, const float*, float, float*);
@@ -336,19 +345,7 @@ void wide_plane_rolling(const ConvParams& p, const float* x, const float* wk, fl
       _mm512_mask_storeu_ps(out + 16 * v, out_mask[v], acc);
     }
   };
-  Taps a, b, c;
-  rows_of.load(p, x, 0, a);
-  rows_of.load(p, x, 1, b);
-  for (int64_t oy = 0; oy < p.out_h; oy += 3) {
-    rows_of.load(p, x, oy + 2, c);
-    out_row(oy, a, b, c);
-    if (oy + 1 == p.out_h) break;
-    rows_of.load(p, x, oy + 3, a);
-    out_row(oy + 1, b, c, a);
-    if (oy + 2 == p.out_h) break;
-    rows_of.load(p, x, oy + 4, b);
-    out_row(oy + 2, c, a, b);
-  }
+  roll_three_rows<Taps>(p.out_h, [&](int64_t r, Taps& t) { rows_of.load(p, x, r, t); }, out_row);
 }
 
 // The weight gradient over the same rolling window: per output row and vector, the dy vector
@@ -382,6 +379,38 @@ void wide_weight_gradient(const ConvParams& p, const float* dy, const float* x, 
               acc[ky * 3 + kx] = _mm512_fmadd_ps(d, win[rows[ky]][kx][v], acc[ky * 3 + kx]);
         }
       }
+    }
+    for (int t = 0; t < 9; ++t) dw[c * 9 + t] = _mm512_reduce_add_ps(acc[t]);
+  }
+}
+
+// Stride 1: the same sums with the window unrolled by three (as wide_plane_rolling), so the tap
+// vectors are not written to the stack and read back for every output row.
+template <int PL, int NV>
+void wide_weight_gradient_rolling(const ConvParams& p, const float* dy, const float* x, float* dw) {
+  using Rows = WideRows<1, PL, NV>;
+  using Taps = __m512[3][NV];  // [kx][vector]
+  const int64_t in_plane = p.h * p.w, out_plane = p.out_h * p.out_w;
+  const Rows rows_of(p);
+  __mmask16 out_mask[NV];
+  for (int v = 0; v < NV; ++v) out_mask[v] = first_lanes_mask16(std::clamp<int64_t>(p.out_w - 16 * v, 0, 16));
+#pragma omp parallel for schedule(static) num_threads(num_threads())
+  for (int64_t c = 0; c < p.c; ++c) {
+    if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
+    __m512 acc[9];
+    for (int t = 0; t < 9; ++t) acc[t] = _mm512_setzero_ps();
+    for (int64_t n = 0; n < p.n; ++n) {
+      const float* xp = x + (n * p.c + c) * in_plane;
+      const float* dyp = dy + (n * p.c + c) * out_plane;
+      auto add_row = [&](int64_t oy, const Taps& r0, const Taps& r1, const Taps& r2) {
+        for (int v = 0; v < NV; ++v) {
+          const __m512 d = _mm512_maskz_loadu_ps(out_mask[v], dyp + oy * p.out_w + 16 * v);
+          for (int kx = 0; kx < 3; ++kx) acc[kx] = _mm512_fmadd_ps(d, r0[kx][v], acc[kx]);
+          for (int kx = 0; kx < 3; ++kx) acc[3 + kx] = _mm512_fmadd_ps(d, r1[kx][v], acc[3 + kx]);
+          for (int kx = 0; kx < 3; ++kx) acc[6 + kx] = _mm512_fmadd_ps(d, r2[kx][v], acc[6 + kx]);
+        }
+      };
+      roll_three_rows<Taps>(p.out_h, [&](int64_t r, Taps& t) { rows_of.load(p, xp, r, t); }, add_row);
     }
     for (int t = 0; t < 9; ++t) dw[c * 9 + t] = _mm512_reduce_add_ps(acc[t]);
   }
@@ -495,6 +524,8 @@ struct WideWeightGradient {
   template <int PL, int NV>
   struct Fn {
     static void run(const ConvParams& p, const float* dy, const float* x, float* dw) {
+      if constexpr (SW == 1)
+        if (p.stride_h == 1) return wide_weight_gradient_rolling<PL, NV>(p, dy, x, dw);
       wide_weight_gradient<SW, PL, NV>(p, dy, x, dw);
     }
   };
