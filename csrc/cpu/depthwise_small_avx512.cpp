@@ -177,9 +177,9 @@ void each_plane(const ConvParams& p, const float* x, const float* w, const float
 
 template <int SW, int PL>
 void all_planes(const ConvParams& p, const float* x, const float* w, const float* bias, float* y) {
-  if constexpr (SW == 1)
-    if (p.stride_h == 1) return each_plane(p, x, w, bias, y, &plane_rolling<PL>);
-  each_plane(p, x, w, bias, y, &plane<SW, PL>);
+  // (stride_h == stride_w: depthwise_3x3_small_pads)
+  if constexpr (SW == 1) each_plane(p, x, w, bias, y, &plane_rolling<PL>);
+  else each_plane(p, x, w, bias, y, &plane<SW, PL>);
 }
 
 // dW[c][ky][kx] = sum over images and output positions of dy * the padded input under the tap:
@@ -246,13 +246,19 @@ inline __m512 shift_down(__m512 v, __m512 next, int k) {
   }
 }
 
+// masks[v] for v < n: the lanes of vector v that a row of `columns` floats fills (16 a vector, the
+// last ones partial or empty).
+inline void row_vector_masks(int64_t columns, int n, __mmask16* masks) {
+  for (int v = 0; v < n; ++v) masks[v] = first_lanes_mask16(std::clamp<int64_t>(columns - 16 * v, 0, 16));
+}
+
 template <int SW, int PL, int NV>
 struct WideRows {
   static constexpr int kOutVectors = SW == 1 ? NV : (NV + 1) / 2;  // output vectors per row
   static constexpr int kPreloaded = 3 - SW;  // rows a window holds before output row 0
   __mmask16 in_mask[NV];
   explicit WideRows(const ConvParams& p) {
-    for (int v = 0; v < NV; ++v) in_mask[v] = first_lanes_mask16(std::clamp<int64_t>(p.w - 16 * v, 0, 16));
+    row_vector_masks(p.w, NV, in_mask);
   }
   // t[kx][v]: padded row r (of the plane x) at columns (16 v + j) * SW + kx for lane j, for the
   // kOutVectors output vectors v
@@ -294,7 +300,7 @@ struct WideRows {
 template <int NO>
 inline void wide_plane_constants(const ConvParams& p, const float* wk, float bias, __mmask16* out_mask,
                                  __m512* wv, __m512& bv) {
-  for (int v = 0; v < NO; ++v) out_mask[v] = first_lanes_mask16(std::clamp<int64_t>(p.out_w - 16 * v, 0, 16));
+  row_vector_masks(p.out_w, NO, out_mask);
   for (int t = 0; t < 9; ++t) wv[t] = _mm512_set1_ps(wk[t]);
   bv = _mm512_set1_ps(bias);
 }
@@ -357,7 +363,7 @@ void wide_weight_gradient(const ConvParams& p, const float* dy, const float* x, 
   const int64_t in_plane = p.h * p.w, out_plane = p.out_h * p.out_w;
   const Rows rows_of(p);
   __mmask16 out_mask[NO];
-  for (int v = 0; v < NO; ++v) out_mask[v] = first_lanes_mask16(std::clamp<int64_t>(p.out_w - 16 * v, 0, 16));
+  row_vector_masks(p.out_w, NO, out_mask);
 #pragma omp parallel for schedule(static) num_threads(num_threads())
   for (int64_t c = 0; c < p.c; ++c) {
     if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
@@ -393,7 +399,7 @@ void wide_weight_gradient_rolling(const ConvParams& p, const float* dy, const fl
   const int64_t in_plane = p.h * p.w, out_plane = p.out_h * p.out_w;
   const Rows rows_of(p);
   __mmask16 out_mask[NV];
-  for (int v = 0; v < NV; ++v) out_mask[v] = first_lanes_mask16(std::clamp<int64_t>(p.out_w - 16 * v, 0, 16));
+  row_vector_masks(p.out_w, NV, out_mask);
 #pragma omp parallel for schedule(static) num_threads(num_threads())
   for (int64_t c = 0; c < p.c; ++c) {
     if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
@@ -452,10 +458,8 @@ void rank1_plane(const ConvParams& col, const ConvParams& row, const float* x, c
                  const float* w_row, float bias, float* y) {
   const int64_t kh = col.kh, kw = row.kw, out_w = row.out_w;
   __mmask16 in_mask[NV], out_mask[NV];
-  for (int v = 0; v < NV; ++v) {
-    in_mask[v] = first_lanes_mask16(std::clamp<int64_t>(col.w - 16 * v, 0, 16));
-    out_mask[v] = first_lanes_mask16(std::clamp<int64_t>(out_w - 16 * v, 0, 16));
-  }
+  row_vector_masks(col.w, NV, in_mask);
+  row_vector_masks(out_w, NV, out_mask);
   __m512 wc[8], wr[8];
   for (int64_t t = 0; t < kh; ++t) wc[t] = _mm512_set1_ps(w_col[t]);
   for (int64_t t = 0; t < kw; ++t) wr[t] = _mm512_set1_ps(w_row[t]);
@@ -512,9 +516,8 @@ struct WideForward {
   struct Fn {
     static void run(const ConvParams& p, const float* x, const float* w, const float* bias,
                     float* y) {
-      if constexpr (SW == 1)
-        if (p.stride_h == 1) return each_plane(p, x, w, bias, y, &wide_plane_rolling<PL, NV>);
-      each_plane(p, x, w, bias, y, &wide_plane<SW, PL, NV>);
+      if constexpr (SW == 1) each_plane(p, x, w, bias, y, &wide_plane_rolling<PL, NV>);
+      else each_plane(p, x, w, bias, y, &wide_plane<SW, PL, NV>);
     }
   };
 };
@@ -524,9 +527,8 @@ struct WideWeightGradient {
   template <int PL, int NV>
   struct Fn {
     static void run(const ConvParams& p, const float* dy, const float* x, float* dw) {
-      if constexpr (SW == 1)
-        if (p.stride_h == 1) return wide_weight_gradient_rolling<PL, NV>(p, dy, x, dw);
-      wide_weight_gradient<SW, PL, NV>(p, dy, x, dw);
+      if constexpr (SW == 1) wide_weight_gradient_rolling<PL, NV>(p, dy, x, dw);
+      else wide_weight_gradient<SW, PL, NV>(p, dy, x, dw);
     }
   };
 };
@@ -548,10 +550,8 @@ void wide_input_gradient_stride2(const ConvParams& p, const float* dy, const flo
       _mm512_set_epi32(16, 15, 16, 14, 16, 13, 16, 12, 16, 11, 16, 10, 16, 9, 16, 8);
   const __m512i zi = _mm512_setzero_si512();
   __mmask16 dy_mask[NV], store_mask[NV];
-  for (int v = 0; v < NV; ++v) {
-    dy_mask[v] = first_lanes_mask16(std::clamp<int64_t>(p.out_w - 16 * v, 0, 16));
-    store_mask[v] = first_lanes_mask16(std::clamp<int64_t>(p.w - 16 * v, 0, 16));
-  }
+  row_vector_masks(p.out_w, NV, dy_mask);
+  row_vector_masks(p.w, NV, store_mask);
   const int64_t planes = p.n * p.c;
 #pragma omp parallel for schedule(static) num_threads(num_threads())
   for (int64_t i = 0; i < planes; ++i) {
