@@ -75,3 +75,23 @@ def randn(rng, shape, dtype):
 def small_ints(rng, shape, dtype):
     """Integers in [-8, 8]: every partial sum is exact in float32 while below 2**24."""
     return rng.integers(-8, 9, size=shape).astype(dtype)
+
+
+def conv_arrays_f32(rng, shape):
+    """float32 x, w, bias (or None), dY and the conv2d keyword arguments for a shape written as
+    (n, c, h, w, k, (kh, kw), stride, pads, dilation, groups, with_bias)."""
+    import convcore.functional as F
+
+    n, c, h, w, k, (kh, kw), stride, pads, dilation, groups, with_bias = shape
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((k, c // groups, kh, kw)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32) if with_bias else None
+    kwargs = dict(stride=stride, padding=pads, dilation=dilation, groups=groups)
+    y_shape = F.conv2d(x, wt, **kwargs, algo="reference").shape
+    dy = rng.standard_normal(y_shape).astype(np.float32)
+    return x, wt, b, dy, kwargs
+
+
+def reference_conv_args(kw):
+    """The positional (stride, padding, dilation, groups) of reference.conv2d for those kwargs."""
+    return kw["stride"], kw["padding"], kw["dilation"], kw["groups"]

@@ -57,6 +57,14 @@ def pytest_runtest_makereport(item, call):
         )
 
 
+@pytest.fixture
+def threads():
+    """convcore.set_num_threads, with the count restored after the test."""
+    before = convcore.get_num_threads()
+    yield convcore.set_num_threads
+    convcore.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def one_thread_module():
     """One native thread for a module (`pytestmark = pytest.mark.usefixtures(...)`): for tiny

@@ -11,11 +11,11 @@ import contextlib
 import numpy as np
 import pytest
 
-import convcore
 import convcore.functional as F
 from convcore import _cpu
 
 from isa import forced_isa, supported
+from cases import conv_arrays_f32, reference_conv_args
 from reference import assert_close, conv2d as ref_conv2d, conv2d_backward as ref_backward
 
 
@@ -51,30 +51,15 @@ SHAPES = [
 IDS = [f"s{i}" for i in range(len(SHAPES))]
 
 
-def _arrays(rng, shape):
-    n, c, h, w, k, (kh, kw), stride, pads, dilation, groups, with_bias = shape
-    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
-    wt = rng.standard_normal((k, c // groups, kh, kw)).astype(np.float32)
-    b = rng.standard_normal(k).astype(np.float32) if with_bias else None
-    kwargs = dict(stride=stride, padding=pads, dilation=dilation, groups=groups)
-    y_shape = F.conv2d(x, wt, **kwargs, algo="reference").shape
-    dy = rng.standard_normal(y_shape).astype(np.float32)
-    return x, wt, b, dy, kwargs
-
-
-def _ref_args(kw):
-    return kw["stride"], kw["padding"], kw["dilation"], kw["groups"]
-
-
 @pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
 @pytest.mark.parametrize("shape", SHAPES, ids=IDS)
 def test_forward_and_input_gradient_against_reference(rng, isa, shape):
-    x, w, b, dy, kw = _arrays(rng, shape)
+    x, w, b, dy, kw = conv_arrays_f32(rng, shape)
     with forced_isa(isa), broadcast_always():
         y = F.conv2d(x, w, b, algo="im2col", **kw)
         dx, dw, _ = F.conv2d_backward(dy, x, w, need=("x", "w"), algo="im2col", **kw)
-    dx_ref, dw_ref, _ = ref_backward(dy, x, w, *_ref_args(kw))
-    assert_close(y, ref_conv2d(x, w, b, *_ref_args(kw)), f"forward {isa} {shape}", 1e-5)
+    dx_ref, dw_ref, _ = ref_backward(dy, x, w, *reference_conv_args(kw))
+    assert_close(y, ref_conv2d(x, w, b, *reference_conv_args(kw)), f"forward {isa} {shape}", 1e-5)
     assert_close(dx, dx_ref, f"dx {isa} {shape}", 1e-5)
     assert_close(dw, dw_ref, f"dw {isa} {shape}", 1e-5)
 
@@ -82,7 +67,7 @@ def test_forward_and_input_gradient_against_reference(rng, isa, shape):
 @pytest.mark.parametrize("shape", SHAPES, ids=IDS)
 def test_small_integers_equal_reference_exactly(rng, shape):
     """Sums of small integers are exact in float32: any difference is an indexing bug."""
-    x, w, b, dy, kw = _arrays(rng, shape)
+    x, w, b, dy, kw = conv_arrays_f32(rng, shape)
     x, w, dy = (rng.integers(-8, 9, size=a.shape).astype(np.float32) for a in (x, w, dy))
     b = None if b is None else rng.integers(-8, 9, size=b.shape).astype(np.float32)
     with broadcast_always():
@@ -108,16 +93,9 @@ def test_every_tile_width(rng):
                              f"{isa} width {width}", 1e-5)
 
 
-@pytest.fixture
-def threads():
-    before = convcore.get_num_threads()
-    yield convcore.set_num_threads
-    convcore.set_num_threads(before)
-
-
 def test_identical_for_any_thread_count(rng, threads):
     """Each output row is summed by one thread in a fixed order."""
-    x, w, b, _, kw = _arrays(rng, (5, 20, 9, 13, 40, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, True))
+    x, w, b, _, kw = conv_arrays_f32(rng, (5, 20, 9, 13, 40, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, True))
     with broadcast_always():
         results = []
         for t in (1, 2, 3):
@@ -129,14 +107,14 @@ def test_identical_for_any_thread_count(rng, threads):
 
 def test_weight_gradient_repeats_exactly_at_each_thread_count(rng, threads):
     """Threads split the images; their partial sums are added in thread order."""
-    x, w, _, dy, kw = _arrays(rng, (7, 6, 10, 9, 20, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2, False))
+    x, w, _, dy, kw = conv_arrays_f32(rng, (7, 6, 10, 9, 20, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2, False))
     with broadcast_always():
         for t in (1, 2, 3):
             threads(t)
             first = F.conv2d_backward(dy, x, w, need=("w",), algo="im2col", **kw)[1]
             again = F.conv2d_backward(dy, x, w, need=("w",), algo="im2col", **kw)[1]
             np.testing.assert_array_equal(first, again)
-            assert_close(first, ref_backward(dy, x, w, *_ref_args(kw))[1], f"dw threads={t}", 1e-5)
+            assert_close(first, ref_backward(dy, x, w, *reference_conv_args(kw))[1], f"dw threads={t}", 1e-5)
 
 
 def test_reused_padded_buffer_is_rewritten(rng):
@@ -147,9 +125,9 @@ def test_reused_padded_buffer_is_rewritten(rng):
                       (1, 3, 6, 7, 5, (3, 3), (1, 1), (0, 2, 1, 0), (1, 1), 1, True),
                       (1, 3, 6, 7, 5, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 1, False),
                       (3, 2, 4, 4, 9, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, True)]:
-            x, w, b, _, kw = _arrays(rng, shape)
+            x, w, b, _, kw = conv_arrays_f32(rng, shape)
             assert_close(F.conv2d(x, w, b, algo="im2col", **kw),
-                         ref_conv2d(x, w, b, *_ref_args(kw)), f"{shape}", 1e-5)
+                         ref_conv2d(x, w, b, *reference_conv_args(kw)), f"{shape}", 1e-5)
 
 
 def test_rule_and_override():

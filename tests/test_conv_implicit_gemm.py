@@ -9,7 +9,6 @@ import contextlib
 import numpy as np
 import pytest
 
-import convcore
 import convcore.functional as F
 from convcore import _cpu
 
@@ -90,13 +89,6 @@ def test_small_integers_equal_reference_exactly(rng, shape):
         want = F.conv2d_backward(dy, x, w, need=("x", "w"), algo="reference", **kw)
         np.testing.assert_array_equal(got[0], want[0], err_msg=f"dx {algo}")
         np.testing.assert_array_equal(got[1], want[1], err_msg=f"dw {algo}")
-
-
-@pytest.fixture
-def threads():
-    before = convcore.get_num_threads()
-    yield convcore.set_num_threads
-    convcore.set_num_threads(before)
 
 
 @pytest.mark.parametrize("path", ["rule", "packed"])

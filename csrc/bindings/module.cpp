@@ -9,6 +9,7 @@
 #include "common/select_algo.h"
 #include "common/shapes.h"
 #include "cpu/conv_broadcast.h"
+#include "cpu/conv_grouped.h"
 #include "cpu/cpu_features.h"
 #include "cpu/parallel.h"
 
@@ -63,6 +64,9 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("_set_conv_broadcast", &cpu::set_broadcast_conv_override, py::arg("mode"),
         "float32 conv forward: 1 runs the broadcast kernel (cpu/conv_broadcast.h) wherever it "
         "applies, 0 never, -1 the shape rule; returns the previous mode.");
+  m.def("_set_conv_grouped", &cpu::set_grouped_conv_override, py::arg("mode"),
+        "float32 grouped conv forward: 1 runs the pixels-in-lanes kernel (cpu/conv_grouped.h) "
+        "wherever it applies, 0 never, -1 the shape rule; returns the previous mode.");
 
   m.def("_set_max_workspace", &set_max_workspace_bytes, py::arg("bytes"),
         "Limit on one call's temporary buffers in bytes (< 0: unlimited); overrides CONVCORE_MAX_WORKSPACE.");

@@ -17,6 +17,7 @@
 #include "common/errors.h"
 #include "cpu/conv.h"
 #include "cpu/cpu_features.h"
+#include "cpu/kernel_override.h"
 #include "cpu/parallel.h"
 #include "cpu/scratch.h"
 #include "cpu/vec_lanes.h"
@@ -32,28 +33,15 @@ constexpr int kMaxAcc = 12;  // 16 xmm less the weights and a broadcast
 }  // namespace
 
 namespace {
-// -1: the rule; 0: never; 1: wherever it applies. Starts from CONVCORE_CONV_BROADCAST=0|1.
-std::atomic<int> g_override{-2};  // -2: not read from the environment yet
-
-int broadcast_override() {
-  int v = g_override.load();
-  if (v == -2) {
-    const char* env = std::getenv("CONVCORE_CONV_BROADCAST");
-    int parsed = -1;
-    if (env && env[0] == '0' && env[1] == 0) parsed = 0;
-    if (env && env[0] == '1' && env[1] == 0) parsed = 1;
-    g_override.compare_exchange_strong(v, parsed);
-    v = g_override.load();
-  }
-  return v;
+KernelOverride& broadcast_override_hook() {
+  static KernelOverride hook("CONVCORE_CONV_BROADCAST");
+  return hook;
 }
+
+int broadcast_override() { return broadcast_override_hook().mode(); }
 }  // namespace
 
-int set_broadcast_conv_override(int mode) {
-  const int before = broadcast_override();
-  g_override = (mode == 0 || mode == 1) ? mode : -1;
-  return before;
-}
+int set_broadcast_conv_override(int mode) { return broadcast_override_hook().set(mode); }
 
 bool broadcast_conv_applies(const ConvParams& p) {
   return p.stride_w == 1 || p.stride_w == 2 || p.stride_w == 4;

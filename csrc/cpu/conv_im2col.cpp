@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "cpu/conv.h"
+#include "cpu/conv_grouped.h"
 #include "cpu/gemm/gemm.h"
 #include "cpu/im2col.h"
 #include "cpu/parallel.h"
@@ -109,8 +110,10 @@ void conv2d_backward_input_im2col(const ConvParams& p, const T* dy, const T* w, 
     // channels in its vector lanes (cpu/conv_broadcast.h). One thread, thread CPU time: book.conv2
     // (C = 16) 7.2 ms per-image W^T * dY + col2im vs 4.2 ms as a forward, book.conv3 (C = 16)
     // 3.3 vs 2.0. Below 16 channels most lanes of an AVX-512 vector would idle; book.conv1
-    // (C = 1) keeps the per-image path (0.9 ms vs 5.3 as a packed forward, Run 2).
-    if (backward_input_is_a_forward(p) && p.c_per_group() >= 16)
+    // (C = 1) keeps the per-image path (0.9 ms vs 5.3 as a packed forward, Run 2). Groups of
+    // fewer channels put pixels in the lanes instead (cpu/conv_grouped.h).
+    if (backward_input_is_a_forward(p) &&
+        (p.c_per_group() >= 16 || grouped_conv_wins(backward_input_as_forward(p))))
       return conv2d_backward_input_implicit_f32(p, dy, w, dx);
   }
   const Im2colShape s(p);

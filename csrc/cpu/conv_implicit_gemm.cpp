@@ -25,6 +25,7 @@
 #include "common/errors.h"
 #include "cpu/conv.h"
 #include "cpu/conv_broadcast.h"
+#include "cpu/conv_grouped.h"
 #include "cpu/cpu_features.h"
 #include "common/select_algo.h"
 #include "cpu/gemm/gemm.h"
@@ -183,6 +184,8 @@ void conv2d_forward_implicit_f32(const ConvParams& p, const float* x, const floa
   int threads = num_threads();
   if (p.macs() < 2e5) threads = 1;  // a fork/join costs more than such a conv
   threads = static_cast<int>(std::min<int64_t>(threads, total_panels));
+  if (grouped_conv_wins(p))  // few channels per group: pixels in the lanes (conv_grouped.h)
+    return conv2d_forward_grouped_f32(p, x, w, bias, y, threads);
   if (broadcast_conv_wins(p))  // the column matrix read in place: no packing (conv_broadcast.h)
     return conv2d_forward_broadcast_f32(p, x, w, bias, y, threads);
 
@@ -287,6 +290,9 @@ void conv2d_backward_input_implicit_f32(const ConvParams& p, const float* dy, co
                                         float* dx) {
   const ConvParams q = backward_input_as_forward(p);
   if (q.n * q.out_h * q.out_w == 0 || q.k == 0) return;
+  if (grouped_conv_wins(q))
+    return conv2d_forward_grouped_f32(q, dy, w, nullptr, dx, q.macs() < 2e5 ? 1 : num_threads(),
+                                      /*turned=*/true);
   if (broadcast_conv_wins(q))  // packs its kernel straight from w, turned (conv_broadcast.h)
     return conv2d_forward_broadcast_f32(q, dy, w, nullptr, dx, q.macs() < 2e5 ? 1 : num_threads(),
                                         /*turned=*/true);
