@@ -212,7 +212,8 @@ def summarize(results, l2_bytes_per_core):
     put("gemm_peak", min((r["peak_pct"] for r in gemm), default=None), gemm)
     gemm2 = [r for r in tagged("gemm2t") if r.get("x_numpy")]
     put("gemm_numpy_2t", min((r["x_numpy"] for r in gemm2), default=None), gemm2)
-    np_rows = [r for r in results if r.get("x_numpy") and r["kind"] != "gemm"]
+    np_rows = [r for r in results
+               if r.get("x_numpy") and r["kind"] != "gemm" and "extra" not in r["tags"]]
     put("numpy_geomean", geomean(r["x_numpy"] for r in np_rows), np_rows)
     summary = []
     for target in TARGETS:

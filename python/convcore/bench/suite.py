@@ -4,7 +4,8 @@ arrays) just before timing it and drops it afterwards, so only one row's data is
 Groups run in order; the machine probes are re-measured before each group.
 Tags feed the summary's targets (see targets.py): "conv" rows make the conv2d-vs-PyTorch
 geomeans, "large3x3" the %-of-peak target, "bw" the bandwidth target, "sep2d"/"sep1d" the
-separable ratios (paired by the row's `pair` key), "gemm1t" / "gemm2t" the GEMM targets.
+separable ratios (paired by the row's `pair` key), "gemm1t" / "gemm2t" the GEMM targets;
+"extra" rows (shapes beyond the issue's suite) feed no target, not even the NumPy geomean.
 """
 import fnmatch
 from dataclasses import dataclass, field
@@ -68,6 +69,8 @@ def default_rows():
     for c, hw, k in ((256, 56, 64), (64, 56, 256), (1024, 14, 256)):
         rows.append(Row(f"r50.1x1.{c}-{k}", "resnet", _conv(8, c, hw, hw, k, 1), ("conv",)))
     rows.append(Row("r50.stem", "resnet", _conv(8, 3, 224, 224, 64, 7, 2, 3), ("conv",)))
+    # Beyond the issue's suite ("extra": in no target): ResNeXt-50's grouped 3x3, 32 groups of 4
+    rows.append(Row("resnext.3x3.g32", "resnet", _conv(8, 128, 28, 28, 128, 3, 1, 1, 32), ("extra",)))
     rows.append(Row("vgg.3x3.128", "vgg", _conv(4, 128, 112, 112, 128, 3, 1, 1),
                     ("conv", "large3x3")))
     # MobileNet-v1 depthwise 3x3 (pad 1, multiplier 1) and one pointwise
