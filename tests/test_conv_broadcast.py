@@ -93,6 +93,30 @@ def test_every_tile_width(rng):
                              f"{isa} width {width}", 1e-5)
 
 
+def test_row_ends_in_padding_exact(rng):
+    """Outputs at a row's ends whose windows reach into the left or right padding: every pad from
+    0 to past the kernel, on each side alone and both, strides 1 and 2, dilation, rows 1 to 40
+    wide; small integers, so any tap left out or counted twice shows."""
+    for isa in ("scalar", "avx2", "avx512"):
+        if not supported(isa):
+            continue
+        with forced_isa(isa), broadcast_always():
+            for kw, stride, dil in ((3, 1, 1), (5, 1, 1), (7, 2, 1), (3, 1, 2), (5, 2, 1)):
+                for left, right in ((2, 2), (3, 0), (0, 4), (1, 3), (6, 6)):
+                    for width in (1, 2, 5, 14, 23, 40):
+                        x = rng.integers(-4, 5, size=(2, 3, 3, width)).astype(np.float32)
+                        w = rng.integers(-4, 5, size=(20, 3, 2, kw)).astype(np.float32)
+                        kw_args = dict(stride=(1, stride), padding=(1, 0, left, right),
+                                       dilation=(1, dil))
+                        try:
+                            want = F.conv2d(x, w, algo="reference", **kw_args)
+                        except ValueError:  # no output column for this width
+                            continue
+                        got = F.conv2d(x, w, algo="im2col", **kw_args)
+                        np.testing.assert_array_equal(
+                            got, want, err_msg=f"{isa} kw={kw} s={stride} d={dil} pads={left},{right} w={width}")
+
+
 def test_identical_for_any_thread_count(rng, threads):
     """Each output row is summed by one thread in a fixed order."""
     x, w, b, _, kw = conv_arrays_f32(rng, (5, 20, 9, 13, 40, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, True))
