@@ -1,6 +1,6 @@
-"""The float32 grouped convolution with pixels in the vector lanes (csrc/cpu/conv_grouped_impl.inc),
-forced on for every shape it applies to: 1 to 15 output channels per group (one or two channel
-blocks per tile, unequal blocks), output widths below, at and between vector widths (a row's last
+"""The float32 convolution with pixels in the vector lanes (csrc/cpu/conv_grouped_impl.inc), forced
+on for every shape it applies to: 1 to 15 output channels per group and one group of 16-20 (one or
+two channel blocks per tile, unequal blocks), output widths below, at and between vector widths (a row's last
 segment partly filled), tiles of 1 to 12 segments that span output rows, stride along the height,
 dilation, asymmetric padding, no bias; every ISA; thread counts; and calls of different shapes one
 after another (the thread's padded-planes buffer is reused). The forward and the stride-1 input
@@ -44,6 +44,8 @@ SHAPES = [
     (1, 8, 12, 12, 16, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 4, True),   # 1x1
     (1, 4, 3, 40, 8, (1, 7), (1, 1), (0, 0, 3, 3), (1, 1), 2, True),     # a 1x7 row kernel
     (3, 64, 7, 7, 64, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 16, True),   # ResNeXt-like, 7x7 maps
+    (3, 1, 9, 28, 16, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, True),    # one group: book.conv1
+    (2, 3, 8, 32, 20, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, False),   # a first layer over RGB
 ]
 IDS = [f"s{i}" for i in range(len(SHAPES))]
 

@@ -41,7 +41,7 @@ int grouped_override() { return grouped_override_hook().mode(); }
 
 int set_grouped_conv_override(int mode) { return grouped_override_hook().set(mode); }
 
-bool grouped_conv_applies(const ConvParams& p) { return p.groups > 1 && p.stride_w == 1; }
+bool grouped_conv_applies(const ConvParams& p) { return p.stride_w == 1; }  // any groups, 1 too
 
 bool grouped_conv_wins(const ConvParams& p) {
   if (!grouped_conv_applies(p)) return false;
@@ -53,7 +53,14 @@ bool grouped_conv_wins(const ConvParams& p) {
   // 8 per group 1.21 -> 0.74, 12 per group 0.475 -> 0.414; 16 per group it lost (0.61 -> 0.69).
   // AVX2 (8 lanes): 4 per group 0.98 -> 0.88, 8 per group it lost (0.51 -> 0.58).
   const int64_t lanes = active_isa() == Isa::Avx512 ? 16 : active_isa() == Isa::Avx2 ? 8 : 4;
-  return p.k_per_group() < lanes && !p.is_depthwise();
+  if (p.groups > 1) return p.k_per_group() < lanes && !p.is_depthwise();
+  // One group with few input channels (a network's first layer): the broadcast kernel's sums
+  // are short and its transposed stores weigh. AVX-512, 2 threads, medians of 2 x 30 calls,
+  // broadcast / this: book.conv1 (100,1,28,28) -> 16 0.29 / 0.21 ms, -> 32 0.49 / 0.41;
+  // (64,3,32,32) -> 16/32/64 1.44x / 1.49x / 1.11x; (32,4,32,32) -> 32 1.30x; 8 and 12
+  // channels 1.18x, 1.12x; but (8,3,112,112) -> 32 0.83x and a 5x5 over one channel 0.98x. On
+  // AVX2 (16 registers: one segment per 8 channels) it lost on every one of them (0.59-0.96x).
+  return active_isa() == Isa::Avx512 && p.c_per_group() * p.kh * p.kw <= 36 && p.out_w <= 32;
 }
 
 void conv2d_forward_grouped_f32(const ConvParams& p, const float* x, const float* w,

@@ -1,6 +1,7 @@
-// float32 grouped convolution with few output channels per group: output pixels in vector
-// lanes, weights broadcast (conv_grouped_impl.inc). conv_implicit_gemm.cpp runs it for the
-// forward (and the stride-1 input gradient, itself a forward over dY) when grouped_conv_wins(p).
+// float32 convolution with output pixels in vector lanes and weights broadcast, per group
+// (conv_grouped_impl.inc): for groups with few output channels, and on AVX-512 for a single
+// group with few input channels (first layers). conv_implicit_gemm.cpp runs it for the forward
+// (and the stride-1 input gradient, itself a forward over dY) when grouped_conv_wins(p).
 #pragma once
 #include <cstdint>
 
@@ -8,7 +9,7 @@
 
 namespace convcore::cpu {
 
-// Geometry the kernel is written for: groups, stride 1 along the width (any along the height).
+// Geometry the kernel is written for: stride 1 along the width (any along the height), any groups.
 bool grouped_conv_applies(const ConvParams& p);
 // The shape rule: where it beat the broadcast convolution (bench/RESULTS.md, "Session 10").
 bool grouped_conv_wins(const ConvParams& p);
