@@ -82,11 +82,19 @@ void conv2d_forward_broadcast_f32(const ConvParams& p, const float* x, const flo
 // channels up (book.conv2-6, (8,64,56,56) 3x3 1.19x); it lost where the channel-last copies of
 // x and dY cost as much as the sums (1x1: 0.59-0.67x on ResNet-50's 56x56 rows), where a tile
 // has too few input channels to hide the FMA latency (C = 1: 0.87x) and on strided large
-// kernels over 3 channels (7x7/2 stem 0.80x, NIN's 11x11/4 0.48x).
+// kernels over 3 channels (7x7/2 stem 0.80x, NIN's 11x11/4 0.48x). At stride 2 from 8 input
+// channels per group it wins for grouped convs (the packed GEMM's panels have only K/groups
+// rows) and 7x7 kernels (2 threads, medians of 11, packed / broadcast, bench/RESULTS.md
+// "Session 10"): ResNeXt's 3x3/2 with 32 groups of 8 at 56x56 8.3-9.3 / 5.3-5.9 ms (AVX2
+// 8.2-10.3 / 3.9-4.8), of 16 at 28x28 4.4-4.7 / 2.9 (AVX2 4.2-4.6 / 3.3), (8,64,56,56) 7x7/2
+// 16.3-16.7 / 12.9-13.2 (AVX2 16.4 / 15.4); dense 3x3/2 even (3.0 / 3.0, 5.4 / 5.5); 5x5/2 won
+// on AVX-512 (14.7 / 13.6) but lost on AVX2 (14.7 / 16.5), so it stays packed.
 bool broadcast_weight_grad_wins(const ConvParams& p) {
   const int mode = broadcast_override();
   if (mode >= 0) return mode == 1;
-  return p.kh * p.kw >= 9 && p.stride_w == 1 && p.c_per_group() >= 3;
+  if (p.kh * p.kw < 9 || p.c_per_group() < 3) return false;
+  if (p.stride_w == 1) return true;
+  return p.stride_w == 2 && p.c_per_group() >= 8 && (p.groups > 1 || p.kh * p.kw >= 49);
 }
 
 void conv2d_backward_weight_broadcast_f32(const ConvParams& p, const float* dy, const float* x,
