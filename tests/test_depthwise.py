@@ -93,6 +93,28 @@ def test_stride1_rows_rolled_in_registers_exact(rng, isa):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+def test_two_planes_a_vector_exact(rng, isa):
+    # Maps up to 7 wide at stride 1 (pads up to 1) put two planes in one AVX-512 vector
+    # (depthwise_small_avx512.cpp, plane_pair_rolling): every width 1-7 and every left/right pad,
+    # heights 1-9 with vertical pads 0-2, an odd number of planes (the last alone) and an even one,
+    # 2 and 3 channels (planes of neighbouring channels and images paired), forward and the input
+    # gradient (the same kernel over dy, turned, where its geometry fits), exact on small ints.
+    for width, (pl, pr), height, (pt, pb), (n, c) in itertools.product(
+            range(1, 8), ((1, 1), (0, 0), (1, 0), (0, 1)), (1, 2, 5, 7, 9), ((1, 1), (0, 2)),
+            ((1, 2), (3, 3), (1, 3), (2, 3))):
+        out_h, out_w = height + pt + pb - 2, width + pl + pr - 2
+        if out_h < 1 or out_w < 1:
+            continue
+        x = small_ints(rng, (n, c, height, width), np.float32)
+        w = small_ints(rng, (c, 1, 3, 3), np.float32)
+        b = small_ints(rng, (c,), np.float32)
+        dy = small_ints(rng, (n, c, out_h, out_w), np.float32)
+        with forced_isa(isa):
+            _check(x, w, b, dy, (1, 1), (pt, pb, pl, pr), (1, 1), c, True,
+                   f"isa={isa} x={x.shape} pads={(pt, pb, pl, pr)}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("shape", [(1, 9, 7, 7), (2, 13, 14, 14), (1, 5, 28, 29), (1, 3, 57, 40)])
 def test_random_floats_and_determinism(rng, isa, shape):
     n, c, h, width = shape

@@ -94,6 +94,8 @@ void depthwise_forward<float>(const ConvParams& p, const float* x, const float* 
   if (!padded_plane_is_cheap(p)) return forward_taps(p, x, w, b, y);
   switch (active_isa()) {
     case Isa::Avx512:
+      if (avx512::depthwise_pair_planes_applies(p))
+        return avx512::depthwise_forward_pair_planes_f32(p, x, w, b, y);
       if (avx512::depthwise_channels_in_lanes_applies(p))
         return avx512::depthwise_forward_channels_in_lanes_f32(p, x, w, b, y);
       if (avx512::depthwise_in_registers_applies(p))
@@ -132,7 +134,9 @@ void depthwise_backward_input<float>(const ConvParams& p, const float* dy, const
   if (!padded_plane_is_cheap(p)) return backward_input_taps(p, dy, w, dx);
   switch (active_isa()) {
     case Isa::Avx512:
-      if (turned_forward(p, dy, w, dx, avx512::depthwise_channels_in_lanes_applies,
+      if (turned_forward(p, dy, w, dx, avx512::depthwise_pair_planes_applies,
+                         avx512::depthwise_forward_pair_planes_f32) ||
+          turned_forward(p, dy, w, dx, avx512::depthwise_channels_in_lanes_applies,
                          avx512::depthwise_forward_channels_in_lanes_f32) ||
           turned_forward(p, dy, w, dx, avx512::depthwise_in_registers_applies,
                          avx512::depthwise_forward_in_registers_f32))

@@ -39,6 +39,10 @@ void depthwise_backward_weight_in_registers_f32(const ConvParams& p, const float
                                                 const float* x, float* dw);
 void depthwise_backward_input_stride2_in_registers_f32(const ConvParams& p, const float* dy,
                                                        const float* w, float* dx);
+// Maps at most 7 wide (pads up to 1), stride 1: two planes a vector (the 7x7 maps).
+bool depthwise_pair_planes_applies(const ConvParams& p);
+void depthwise_forward_pair_planes_f32(const ConvParams& p, const float* x, const float* w,
+                                       const float* bias, float* y);
 bool depthwise_rank1_in_registers_applies(const ConvParams& col, const ConvParams& row);
 void depthwise_rank1_forward_in_registers_f32(const ConvParams& col, const ConvParams& row,
                                               const float* x, const float* w_col,

@@ -132,6 +132,15 @@ inline void roll_three_rows(int64_t out_h, Load load, Row row) {
   }
 }
 
+// acc + the nine taps of three padded rows' tap vectors, in (ky, kx) order
+inline __m512 nine_taps(__m512 acc, const __m512* wv, const __m512* r0, const __m512* r1,
+                        const __m512* r2) {
+  for (int kx = 0; kx < 3; ++kx) acc = _mm512_fmadd_ps(wv[kx], r0[kx], acc);
+  for (int kx = 0; kx < 3; ++kx) acc = _mm512_fmadd_ps(wv[3 + kx], r1[kx], acc);
+  for (int kx = 0; kx < 3; ++kx) acc = _mm512_fmadd_ps(wv[6 + kx], r2[kx], acc);
+  return acc;
+}
+
 // Stride 1: the same sums over a window of three padded rows' tap vectors kept in registers, the
 // loop unrolled by three so each row's vectors stay in one place while they serve three output
 // rows. plane() writes every row's taps to the stack and reads nine back per output row, and on
@@ -152,11 +161,57 @@ void plane_rolling(const ConvParams& p, const float* x, const float* wk, float b
     taps_stride1(padded_row<PL>(x + iy * p.w, in_mask), t);
   };
   auto out_row = [&](int64_t oy, const __m512* r0, const __m512* r1, const __m512* r2) {
-    __m512 acc = bv;
-    for (int kx = 0; kx < 3; ++kx) acc = _mm512_fmadd_ps(wv[kx], r0[kx], acc);
-    for (int kx = 0; kx < 3; ++kx) acc = _mm512_fmadd_ps(wv[3 + kx], r1[kx], acc);
-    for (int kx = 0; kx < 3; ++kx) acc = _mm512_fmadd_ps(wv[6 + kx], r2[kx], acc);
+    const __m512 acc = nine_taps(bv, wv, r0, r1, r2);
     _mm512_mask_storeu_ps(y + oy * p.out_w, out_mask, acc);
+  };
+  roll_three_rows<__m512[3]>(p.out_h, taps, out_row);
+}
+
+// Maps at most 7 wide at stride 1 (MobileNet's last depthwise layer: 7x7, pad 1, 1024 channels):
+// a padded row fills under half a vector, so two planes share one. Plane A's padded row is lanes
+// [0, pl + w + pr), plane B's values start at lane b0 + pl with b0 = w + max(pl, pr), so B's left
+// padding lanes are zeros past A's values, and B's right padding comes in as the zeros the tap
+// shifts bring past lane 15; outputs of A are lanes [0, out_w), of B [b0, b0 + out_w). On one
+// plane a vector, 7 of 16 lanes did work and the plane (63 FMAs) took about 90 cycles, the
+// channels-in-lanes kernel about 80 with its transposes; here two planes take the same 63 FMAs.
+int64_t pair_offset(const ConvParams& p) { return p.w + std::max(p.pad_left, p.pad_right); }
+
+// The address `lanes` floats before `row`, for a masked load or store whose first enabled lane
+// is that far in (masked-off lanes are never touched).
+inline const float* lanes_before(const float* row, int64_t lanes) {
+  return reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(row) - 4 * static_cast<uintptr_t>(lanes));
+}
+inline float* lanes_before(float* row, int64_t lanes) {
+  return reinterpret_cast<float*>(reinterpret_cast<uintptr_t>(row) - 4 * static_cast<uintptr_t>(lanes));
+}
+
+// Planes xa and xb (xb null: A alone) -> ya, yb with their kernels wa, wb and biases.
+void plane_pair_rolling(const ConvParams& p, const float* xa, const float* xb, const float* wa,
+                        const float* wb, float bias_a, float bias_b, float* ya, float* yb) {
+  const int64_t b0 = pair_offset(p), pl = p.pad_left;
+  const __mmask16 row_bits = first_lanes_mask16(p.w), out_bits = first_lanes_mask16(p.out_w);
+  const __mmask16 in_a = static_cast<__mmask16>(row_bits << pl);
+  const __mmask16 in_b = xb ? static_cast<__mmask16>(row_bits << (b0 + pl)) : 0;
+  const __mmask16 out_b = xb ? static_cast<__mmask16>(out_bits << b0) : 0;
+  const __mmask16 lanes_b = static_cast<__mmask16>(0xFFFFu << b0);
+  __m512 wv[9];
+  for (int t = 0; t < 9; ++t)
+    wv[t] = _mm512_mask_blend_ps(lanes_b, _mm512_set1_ps(wa[t]), _mm512_set1_ps(xb ? wb[t] : 0.0f));
+  const __m512 bv = _mm512_mask_blend_ps(lanes_b, _mm512_set1_ps(bias_a), _mm512_set1_ps(bias_b));
+  auto taps = [&](int64_t r, __m512* t) {  // padded row r's tap vectors, both planes
+    const int64_t iy = r - p.pad_top;
+    if (iy < 0 || iy >= p.h) {
+      t[0] = t[1] = t[2] = _mm512_setzero_ps();
+      return;
+    }
+    __m512 row = _mm512_maskz_loadu_ps(in_a, lanes_before(xa + iy * p.w, pl));
+    if (xb) row = _mm512_mask_loadu_ps(row, in_b, lanes_before(xb + iy * p.w, b0 + pl));
+    taps_stride1(row, t);
+  };
+  auto out_row = [&](int64_t oy, const __m512* r0, const __m512* r1, const __m512* r2) {
+    const __m512 acc = nine_taps(bv, wv, r0, r1, r2);
+    _mm512_mask_storeu_ps(ya + oy * p.out_w, out_bits, acc);
+    if (xb) _mm512_mask_storeu_ps(lanes_before(yb + oy * p.out_w, b0), out_b, acc);
   };
   roll_three_rows<__m512[3]>(p.out_h, taps, out_row);
 }
@@ -673,6 +728,27 @@ void depthwise_backward_weight_in_registers_f32(const ConvParams& p, const float
 void depthwise_backward_input_stride2_in_registers_f32(const ConvParams& p, const float* dy,
                                                        const float* w, float* dx) {
   wide_dispatch<WideInputGradientStride2>(p, dy, w, dx);
+}
+
+bool depthwise_pair_planes_applies(const ConvParams& p) {
+  // B's values (lanes up to b0 + pl + w - 1) and outputs must lie in the vector
+  const int64_t b0 = pair_offset(p);
+  return depthwise_3x3_small_pads(p) && p.stride_w == 1 && p.pad_left <= 1 && p.pad_right <= 1 &&
+         b0 + p.pad_left + p.w <= 16 && b0 + p.out_w <= 16;
+}
+
+void depthwise_forward_pair_planes_f32(const ConvParams& p, const float* x, const float* w,
+                                       const float* bias, float* y) {
+  const int64_t planes = p.n * p.c, in_plane = p.h * p.w, out_plane = p.out_h * p.out_w;
+#pragma omp parallel for schedule(static) num_threads(num_threads())
+  for (int64_t pair = 0; pair < (planes + 1) / 2; ++pair) {
+    if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
+    const int64_t a = 2 * pair, b = a + 1, ca = a % p.c, cb = b % p.c;
+    const bool two = b < planes;
+    plane_pair_rolling(p, x + a * in_plane, two ? x + b * in_plane : nullptr, w + ca * 9, w + cb * 9,
+                       bias ? bias[ca] : 0.0f, bias && two ? bias[cb] : 0.0f, y + a * out_plane,
+                       two ? y + b * out_plane : nullptr);
+  }
 }
 
 bool depthwise_rank1_in_registers_applies(const ConvParams& col, const ConvParams& row) {
