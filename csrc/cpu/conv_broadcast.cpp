@@ -87,14 +87,17 @@ void conv2d_forward_broadcast_f32(const ConvParams& p, const float* x, const flo
 // rows) and 7x7 kernels (2 threads, medians of 11, packed / broadcast, bench/RESULTS.md
 // "Session 10"): ResNeXt's 3x3/2 with 32 groups of 8 at 56x56 8.3-9.3 / 5.3-5.9 ms (AVX2
 // 8.2-10.3 / 3.9-4.8), of 16 at 28x28 4.4-4.7 / 2.9 (AVX2 4.2-4.6 / 3.3), (8,64,56,56) 7x7/2
-// 16.3-16.7 / 12.9-13.2 (AVX2 16.4 / 15.4); dense 3x3/2 even (3.0 / 3.0, 5.4 / 5.5); 5x5/2 won
-// on AVX-512 (14.7 / 13.6) but lost on AVX2 (14.7 / 16.5), so it stays packed.
+// 16.3-16.7 / 12.9-13.2 (AVX2 16.4 / 15.4); dense 3x3/2 even (3.0 / 3.0, 5.4 / 5.5). 4x4/2 and
+// 5x5/2 won by 10-21% on AVX-512 (the convT.2x row's 4x4/2: 2.70 / 2.33; (8,64,56,56) -> 128
+// 5x5/2 15.2 / 13.6, (16,32,32,32) -> 64 2.9 / 2.3) but not on AVX2 (the 5x5 -> 128: 15.0 /
+// 16.7; 4x4/2 5.5-7.0 / 6.0-6.6), where they stay packed.
 bool broadcast_weight_grad_wins(const ConvParams& p) {
   const int mode = broadcast_override();
   if (mode >= 0) return mode == 1;
   if (p.kh * p.kw < 9 || p.c_per_group() < 3) return false;
   if (p.stride_w == 1) return true;
-  return p.stride_w == 2 && p.c_per_group() >= 8 && (p.groups > 1 || p.kh * p.kw >= 49);
+  if (p.stride_w != 2 || p.c_per_group() < 8) return false;
+  return p.groups > 1 || p.kh * p.kw >= 49 || (p.kh * p.kw >= 16 && active_isa() == Isa::Avx512);
 }
 
 void conv2d_backward_weight_broadcast_f32(const ConvParams& p, const float* dy, const float* x,
