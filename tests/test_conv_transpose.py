@@ -200,3 +200,40 @@ def test_1x1_with_output_padding_beyond_stride(rng):
         np.testing.assert_array_equal(F.conv_transpose2d(x, w, algo=algo, **kw), base)
         for got, want in zip(F.conv_transpose2d_backward(dy, x, w, algo=algo, **kw), base_grads):
             np.testing.assert_array_equal(got, want)
+
+
+# Strided input gradients (and so conv_transpose2d) whose kernels are at least twice the stride,
+# with 16+ channels per group, run as one stride-1 convolution per phase of the result
+# (csrc/cpu/conv_phases.cpp): 4x4/2, 5x5/2, 7x7/2, 6x6/3, unequal strides, every padding up to the
+# kernel's, odd extents (phases of unequal size), groups, output_padding (a phase that would need
+# negative padding falls back), on every ISA; exact on small integers.
+PHASE_CASES = [
+    # (n, c_in, h, w, c_out, (kh, kw), stride, padding, output_padding, groups)
+    (2, 8, 7, 9, 16, (4, 4), (2, 2), (1, 1), (0, 0), 1),    # the convT.2x row's geometry
+    (1, 6, 5, 6, 16, (5, 5), (2, 2), (2, 2), (1, 1), 1),
+    (1, 4, 6, 5, 20, (7, 7), (2, 2), (3, 3), (0, 1), 1),
+    (2, 5, 4, 4, 17, (6, 6), (3, 3), (2, 1), (0, 0), 1),
+    (1, 8, 5, 7, 16, (4, 6), (2, 3), (0, 2), (1, 0), 1),
+    (1, 8, 6, 6, 32, (4, 4), (2, 2), (3, 0), (0, 0), 2),    # groups: 16 output channels each
+    (1, 3, 5, 5, 16, (4, 4), (2, 2), (0, 0), (0, 0), 1),    # no padding
+    (1, 3, 3, 8, 16, (8, 5), (4, 2), (4, 1), (3, 1), 1),
+]
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+@pytest.mark.parametrize("case", PHASE_CASES)
+def test_strided_input_gradient_by_phases_exact(rng, isa, case):
+    from isa import forced_isa
+
+    n, cin, h, w, cout, (kh, kw), stride, pad, out_pad, groups = case
+    x = small_ints(rng, (n, cin, h, w), np.float32)
+    wt = small_ints(rng, (cin, cout // groups, kh, kw), np.float32)
+    kwargs = dict(stride=stride, padding=pad, output_padding=out_pad, groups=groups)
+    want = F.conv_transpose2d(x, wt, algo="reference", **kwargs)
+    with forced_isa(isa):
+        got = F.conv_transpose2d(x, wt, **kwargs)
+        # conv2d's input gradient of the conv from want's shape to x's is the same sum
+        dx = F.conv2d_backward(x, np.zeros_like(want), wt, stride=stride, padding=pad,
+                               groups=groups, need=("x",))[0]
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(dx, want)

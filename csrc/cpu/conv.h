@@ -54,6 +54,12 @@ void turn_weights(const ConvParams& p, const T* w, T* turned);
 // float32 im2col backward-input as that forward over dY (backward_input_is_a_forward).
 void conv2d_backward_input_implicit_f32(const ConvParams& p, const float* dy, const float* w,
                                         float* dx);
+// float32 input gradient of a strided conv as one stride-1 forward over dY per phase of dX
+// (conv_phases.cpp); _apply: dilation 1 and no phase needing negative padding; _win: the rule.
+bool backward_input_phases_apply(const ConvParams& p);
+bool backward_input_phases_win(const ConvParams& p);
+void conv2d_backward_input_phases_f32(const ConvParams& p, const float* dy, const float* w,
+                                      float* dx);
 // float32 im2col backward-weight as one implicit GEMM whose K runs over the whole batch.
 void conv2d_backward_weight_implicit_f32(const ConvParams& p, const float* dy, const float* x,
                                          float* dw);

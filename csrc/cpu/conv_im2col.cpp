@@ -115,6 +115,8 @@ void conv2d_backward_input_im2col(const ConvParams& p, const T* dy, const T* w, 
     if (backward_input_is_a_forward(p) &&
         (p.c_per_group() >= 16 || grouped_conv_wins(backward_input_as_forward(p))))
       return conv2d_backward_input_implicit_f32(p, dy, w, dx);
+    if (backward_input_phases_win(p))  // strided: one stride-1 forward per phase (conv_phases.cpp)
+      return conv2d_backward_input_phases_f32(p, dy, w, dx);
   }
   const Im2colShape s(p);
   for_each_image<T>(p.n, s.workspace(), [&](int64_t n, T* col, int, bool par) {
