@@ -256,20 +256,23 @@ def test_f2_float32_every_isa_and_thread_count(rng, isa, shape_id):
 
 def test_auto_input_gradient_takes_winograd_only_where_its_forward_would(rng):
     """With "auto", the input gradient of a Winograd-chosen conv is a forward with C and K
-    swapped: it stays Winograd only where that forward would be chosen (32 -> 64 forward: its
-    gradient is 64 -> 32, under the 64 output channels of the rule, so im2col)."""
-    x = randn(rng, (100, 32, 8, 8), np.float32)
-    w = randn(rng, (64, 32, 3, 3), np.float32)
-    dy = randn(rng, (100, 64, 8, 8), np.float32)
+    swapped: it stays Winograd only where that forward would be chosen (40 -> 24 forward: its
+    gradient is 24 -> 40, under the rule's 40 input channels for fewer than 64 outputs, so
+    im2col; 32 -> 64 (book.conv5): its gradient 64 -> 32 is chosen, so Winograd)."""
+    x = randn(rng, (100, 40, 8, 8), np.float32)
+    w = randn(rng, (24, 40, 3, 3), np.float32)
+    dy = randn(rng, (100, 24, 8, 8), np.float32)
     assert F.select_algo(x.shape, w.shape, padding=1) == "winograd_2x2"
+    assert F.select_algo(dy.shape, (40, 24, 3, 3), padding=1) == "im2col"
     dx = F.conv2d_backward(dy, x, w, padding=1, need=("x",))[0]
     np.testing.assert_array_equal(dx, F.conv2d_backward(dy, x, w, padding=1, need=("x",), algo="im2col")[0])
-    x2 = randn(rng, (8, 64, 12, 12), np.float32)
-    w2 = randn(rng, (64, 64, 3, 3), np.float32)
-    dy2 = randn(rng, (8, 64, 12, 12), np.float32)
-    dx2 = F.conv2d_backward(dy2, x2, w2, padding=1, need=("x",))[0]
-    np.testing.assert_array_equal(
-        dx2, F.conv2d_backward(dy2, x2, w2, padding=1, need=("x",), algo="winograd_2x2")[0])
+    for x_shape, k in (((100, 32, 8, 8), 64), ((8, 64, 12, 12), 64)):
+        x2 = randn(rng, x_shape, np.float32)
+        w2 = randn(rng, (k, x_shape[1], 3, 3), np.float32)
+        dy2 = randn(rng, (x_shape[0], k) + x_shape[2:], np.float32)
+        dx2 = F.conv2d_backward(dy2, x2, w2, padding=1, need=("x",))[0]
+        np.testing.assert_array_equal(
+            dx2, F.conv2d_backward(dy2, x2, w2, padding=1, need=("x",), algo="winograd_2x2")[0])
 
 
 WGRAD_SHAPES = [

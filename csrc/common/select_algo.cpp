@@ -120,9 +120,15 @@ ConvAlgo select_winograd(const ConvParams& p, int64_t elem_bytes, bool weights_p
   const int64_t min_tiles = !weights_prepared                 ? 128
                            : (p.k >= 256 && p.c >= 256) ? kPreparedMinTilesWide
                                                         : kPreparedMinTiles;
-  if (tiles < min_tiles || p.k < 64) return ConvAlgo::Im2col;
-  if (p.kh == 3 && p.c >= 32) return ConvAlgo::WinogradF2;
-  if (p.kh == 5 && p.c >= 64 && p.out_w >= 24) return ConvAlgo::WinogradF2;
+  if (tiles < min_tiles) return ConvAlgo::Im2col;
+  // Session 10 (2 threads, medians of 2 x 21, im2col / Winograd): 3x3 with 24-63 output channels
+  // won from 40 input channels on, every map tried: 64 -> 32 at 8x8 (book.conv5's input gradient
+  // as a forward) 1.11 / 0.96 ms, 14x14 3.35 / 2.92, 28x28 4.38 / 3.74, 128 -> 32 and 256 -> 32
+  // 1.2x, 48 -> 32 and 40 -> 32 1.12x, 64 -> 24 at 14x14 3.31 / 2.41 (AVX2 1.04-1.15x); 32 -> 32
+  // only 1.0-1.04x and 64 -> 16 lost (0.62 / 0.68).
+  const bool wide = p.k >= 64;
+  if (p.kh == 3 && ((wide && p.c >= 32) || (p.k >= 24 && p.c >= 40))) return ConvAlgo::WinogradF2;
+  if (p.kh == 5 && wide && p.c >= 64 && p.out_w >= 24) return ConvAlgo::WinogradF2;
   return ConvAlgo::Im2col;
 }
 }  // namespace
