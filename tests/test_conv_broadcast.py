@@ -113,8 +113,8 @@ def test_row_ends_in_padding_exact(rng):
                         except ValueError:  # no output column for this width
                             continue
                         got = F.conv2d(x, w, algo="im2col", **kw_args)
-                        np.testing.assert_array_equal(
-                            got, want, err_msg=f"{isa} kw={kw} s={stride} d={dil} pads={left},{right} w={width}")
+                        what = f"{isa} kw={kw} s={stride} d={dil} pads={left},{right} w={width}"
+                        np.testing.assert_array_equal(got, want, err_msg=what)
 
 
 def test_identical_for_any_thread_count(rng, threads):

@@ -46,20 +46,31 @@ PhaseAxis phase_axis(int64_t a, int64_t stride, int64_t pad, int64_t kernel, int
   return ax;
 }
 
+// The phases of dX along its rows (stride_h of them) and columns (stride_w).
+struct PhaseAxes {
+  std::vector<PhaseAxis> rows, cols;
+  explicit PhaseAxes(const ConvParams& p) {
+    for (int64_t a = 0; a < p.stride_h; ++a)
+      rows.push_back(phase_axis(a, p.stride_h, p.pad_top, p.kh, p.h, p.out_h));
+    for (int64_t b = 0; b < p.stride_w; ++b)
+      cols.push_back(phase_axis(b, p.stride_w, p.pad_left, p.kw, p.w, p.out_w));
+  }
+};
+
+// A phase some tap reaches but whose correlation would need negative padding of dY.
+bool needs_cropping(const std::vector<PhaseAxis>& axes) {
+  for (const PhaseAxis& ax : axes)
+    if (ax.count > 0 && ax.taps > 0 && (ax.pad_before < 0 || ax.pad_after < 0)) return true;
+  return false;
+}
+
 }  // namespace
 
 bool backward_input_phases_apply(const ConvParams& p) {
   if (p.stride_h < 2 && p.stride_w < 2) return false;
   if (p.dil_h != 1 || p.dil_w != 1) return false;
-  for (int64_t a = 0; a < p.stride_h; ++a) {
-    const PhaseAxis ay = phase_axis(a, p.stride_h, p.pad_top, p.kh, p.h, p.out_h);
-    if (ay.count > 0 && ay.taps > 0 && (ay.pad_before < 0 || ay.pad_after < 0)) return false;
-  }
-  for (int64_t b = 0; b < p.stride_w; ++b) {
-    const PhaseAxis ax = phase_axis(b, p.stride_w, p.pad_left, p.kw, p.w, p.out_w);
-    if (ax.count > 0 && ax.taps > 0 && (ax.pad_before < 0 || ax.pad_after < 0)) return false;
-  }
-  return true;
+  const PhaseAxes axes(p);
+  return !needs_cropping(axes.rows) && !needs_cropping(axes.cols);
 }
 
 // Where the prototype won: every phase's sub-kernel at least 2 taps each way (kernels at least
@@ -74,20 +85,20 @@ void conv2d_backward_input_phases_f32(const ConvParams& p, const float* dy, cons
                                       float* dx) {
   const int64_t sh = p.stride_h, sw = p.stride_w, kpg = p.k_per_group(), cpg = p.c_per_group();
   const int64_t plane = p.h * p.w;
+  const PhaseAxes axes(p);
   // the phases' outputs, each (n, c, count_h, count_w), one after another
   std::vector<int64_t> offset(static_cast<size_t>(sh * sw + 1), 0);
   for (int64_t a = 0; a < sh; ++a)
-    for (int64_t b = 0; b < sw; ++b) {
-      const int64_t rows = phase_axis(a, sh, p.pad_top, p.kh, p.h, p.out_h).count;
-      const int64_t cols = phase_axis(b, sw, p.pad_left, p.kw, p.w, p.out_w).count;
-      offset[static_cast<size_t>(a * sw + b + 1)] = offset[static_cast<size_t>(a * sw + b)] + p.n * p.c * rows * cols;
-    }
+    for (int64_t b = 0; b < sw; ++b)
+      offset[static_cast<size_t>(a * sw + b + 1)] =
+          offset[static_cast<size_t>(a * sw + b)] +
+          p.n * p.c * axes.rows[static_cast<size_t>(a)].count * axes.cols[static_cast<size_t>(b)].count;
   const ScratchFloats phases(ScratchSlot::ColumnMatrix, static_cast<size_t>(offset.back()));
   std::vector<float> sub;
   for (int64_t a = 0; a < sh; ++a)
     for (int64_t b = 0; b < sw; ++b) {
-      const PhaseAxis ay = phase_axis(a, sh, p.pad_top, p.kh, p.h, p.out_h);
-      const PhaseAxis ax = phase_axis(b, sw, p.pad_left, p.kw, p.w, p.out_w);
+      const PhaseAxis& ay = axes.rows[static_cast<size_t>(a)];
+      const PhaseAxis& ax = axes.cols[static_cast<size_t>(b)];
       float* out = phases.get() + offset[static_cast<size_t>(a * sw + b)];
       const int64_t count = p.n * p.c * ay.count * ax.count;
       if (count == 0) continue;
@@ -119,8 +130,8 @@ void conv2d_backward_input_phases_f32(const ConvParams& p, const float* dy, cons
     float* dst = dx + nc * plane;
     for (int64_t a = 0; a < sh; ++a)
       for (int64_t b = 0; b < sw; ++b) {
-        const int64_t rows = phase_axis(a, sh, p.pad_top, p.kh, p.h, p.out_h).count;
-        const int64_t cols = phase_axis(b, sw, p.pad_left, p.kw, p.w, p.out_w).count;
+        const int64_t rows = axes.rows[static_cast<size_t>(a)].count;
+        const int64_t cols = axes.cols[static_cast<size_t>(b)].count;
         const float* src = phases.get() + offset[static_cast<size_t>(a * sw + b)] + nc * rows * cols;
         for (int64_t m = 0; m < rows; ++m)
           for (int64_t l = 0; l < cols; ++l) dst[(a + sh * m) * p.w + b + sw * l] = src[m * cols + l];

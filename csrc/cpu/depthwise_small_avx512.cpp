@@ -360,6 +360,29 @@ inline void wide_plane_constants(const ConvParams& p, const float* wk, float bia
   bv = _mm512_set1_ps(bias);
 }
 
+// Three padded rows' tap vectors of the wide kernels: [kx][vector].
+template <int NV>
+using WideTaps = __m512[3][NV];
+
+// acc + the nine taps of vector v of three padded rows, in (ky, kx) order
+template <int NV>
+inline __m512 nine_taps_at(__m512 acc, const __m512* wv, const WideTaps<NV>& r0,
+                           const WideTaps<NV>& r1, const WideTaps<NV>& r2, int v) {
+  for (int kx = 0; kx < 3; ++kx) acc = _mm512_fmadd_ps(wv[kx], r0[kx][v], acc);
+  for (int kx = 0; kx < 3; ++kx) acc = _mm512_fmadd_ps(wv[3 + kx], r1[kx][v], acc);
+  for (int kx = 0; kx < 3; ++kx) acc = _mm512_fmadd_ps(wv[6 + kx], r2[kx][v], acc);
+  return acc;
+}
+
+// sums[ky * 3 + kx] += d * tap (ky, kx) of vector v of three padded rows
+template <int NV>
+inline void add_nine_products(__m512* sums, __m512 d, const WideTaps<NV>& r0,
+                              const WideTaps<NV>& r1, const WideTaps<NV>& r2, int v) {
+  for (int kx = 0; kx < 3; ++kx) sums[kx] = _mm512_fmadd_ps(d, r0[kx][v], sums[kx]);
+  for (int kx = 0; kx < 3; ++kx) sums[3 + kx] = _mm512_fmadd_ps(d, r1[kx][v], sums[3 + kx]);
+  for (int kx = 0; kx < 3; ++kx) sums[6 + kx] = _mm512_fmadd_ps(d, r2[kx][v], sums[6 + kx]);
+}
+
 template <int SW, int PL, int NV>
 void wide_plane(const ConvParams& p, const float* x, const float* wk, float bias, float* y) {
   using Rows = WideRows<SW, PL, NV>;
@@ -376,10 +399,7 @@ void wide_plane(const ConvParams& p, const float* x, const float* wk, float bias
     const int rows[3] = {int(r0 % 3), int((r0 + 1) % 3), int((r0 + 2) % 3)};
     float* out = y + oy * p.out_w;
     for (int v = 0; v < NO; ++v) {
-      __m512 acc = bv;
-      for (int ky = 0; ky < 3; ++ky)
-        for (int kx = 0; kx < 3; ++kx)
-          acc = _mm512_fmadd_ps(wv[ky * 3 + kx], win[rows[ky]][kx][v], acc);
+      const __m512 acc = nine_taps_at<NV>(bv, wv, win[rows[0]], win[rows[1]], win[rows[2]], v);
       _mm512_mask_storeu_ps(out + 16 * v, out_mask[v], acc);
     }
   }
@@ -395,16 +415,11 @@ void wide_plane_rolling(const ConvParams& p, const float* x, const float* wk, fl
   __mmask16 out_mask[NV];
   __m512 wv[9], bv;
   wide_plane_constants<NV>(p, wk, bias, out_mask, wv, bv);
-  using Taps = __m512[3][NV];  // [kx][vector]
+  using Taps = WideTaps<NV>;
   auto out_row = [&](int64_t oy, const Taps& r0, const Taps& r1, const Taps& r2) {
     float* out = y + oy * p.out_w;
-    for (int v = 0; v < NV; ++v) {
-      __m512 acc = bv;
-      for (int kx = 0; kx < 3; ++kx) acc = _mm512_fmadd_ps(wv[kx], r0[kx][v], acc);
-      for (int kx = 0; kx < 3; ++kx) acc = _mm512_fmadd_ps(wv[3 + kx], r1[kx][v], acc);
-      for (int kx = 0; kx < 3; ++kx) acc = _mm512_fmadd_ps(wv[6 + kx], r2[kx][v], acc);
-      _mm512_mask_storeu_ps(out + 16 * v, out_mask[v], acc);
-    }
+    for (int v = 0; v < NV; ++v)
+      _mm512_mask_storeu_ps(out + 16 * v, out_mask[v], nine_taps_at<NV>(bv, wv, r0, r1, r2, v));
   };
   roll_three_rows<Taps>(p.out_h, [&](int64_t r, Taps& t) { rows_of.load(p, x, r, t); }, out_row);
 }
@@ -435,9 +450,7 @@ void wide_weight_gradient(const ConvParams& p, const float* dy, const float* x, 
         const int rows[3] = {int(r0 % 3), int((r0 + 1) % 3), int((r0 + 2) % 3)};
         for (int v = 0; v < NO; ++v) {
           const __m512 d = _mm512_maskz_loadu_ps(out_mask[v], dyp + oy * p.out_w + 16 * v);
-          for (int ky = 0; ky < 3; ++ky)
-            for (int kx = 0; kx < 3; ++kx)
-              acc[ky * 3 + kx] = _mm512_fmadd_ps(d, win[rows[ky]][kx][v], acc[ky * 3 + kx]);
+          add_nine_products<NV>(acc, d, win[rows[0]], win[rows[1]], win[rows[2]], v);
         }
       }
     }
@@ -450,7 +463,7 @@ void wide_weight_gradient(const ConvParams& p, const float* dy, const float* x, 
 template <int PL, int NV>
 void wide_weight_gradient_rolling(const ConvParams& p, const float* dy, const float* x, float* dw) {
   using Rows = WideRows<1, PL, NV>;
-  using Taps = __m512[3][NV];  // [kx][vector]
+  using Taps = WideTaps<NV>;
   const int64_t in_plane = p.h * p.w, out_plane = p.out_h * p.out_w;
   const Rows rows_of(p);
   __mmask16 out_mask[NV];
@@ -466,9 +479,7 @@ void wide_weight_gradient_rolling(const ConvParams& p, const float* dy, const fl
       auto add_row = [&](int64_t oy, const Taps& r0, const Taps& r1, const Taps& r2) {
         for (int v = 0; v < NV; ++v) {
           const __m512 d = _mm512_maskz_loadu_ps(out_mask[v], dyp + oy * p.out_w + 16 * v);
-          for (int kx = 0; kx < 3; ++kx) acc[kx] = _mm512_fmadd_ps(d, r0[kx][v], acc[kx]);
-          for (int kx = 0; kx < 3; ++kx) acc[3 + kx] = _mm512_fmadd_ps(d, r1[kx][v], acc[3 + kx]);
-          for (int kx = 0; kx < 3; ++kx) acc[6 + kx] = _mm512_fmadd_ps(d, r2[kx][v], acc[6 + kx]);
+          add_nine_products<NV>(acc, d, r0, r1, r2, v);
         }
       };
       roll_three_rows<Taps>(p.out_h, [&](int64_t r, Taps& t) { rows_of.load(p, xp, r, t); }, add_row);
