@@ -180,14 +180,22 @@ def test_f2_float32_kernels_beyond_3x3(rng, isa, shape_id):
 
 def test_auto_picks_winograd_only_where_measured_faster_and_within_bound(rng):
     # float32: F(2x2,3x3) from 32 input and 64 output channels with 128+ tiles; im2col below
-    # (the DeepConvNet rows with 16 -> 32 and 32 -> 32) and on NIN's conv4_1024 (12x12, 36 tiles)
+    # (the DeepConvNet row with 16 -> 32) and on NIN's conv4_1024 (12x12, 36 tiles)
     assert F.select_algo((4, 128, 112, 112), (128, 128, 3, 3), padding=1) == "winograd_2x2"
-    assert F.select_algo((8, 64, 56, 56), (64, 64, 3, 3), padding=1) == "winograd_2x2"
+    assert F.select_algo((8, 128, 28, 28), (128, 128, 3, 3), padding=1) == "winograd_2x2"
     assert F.select_algo((8, 512, 7, 7), (512, 512, 3, 3), padding=1) == "winograd_2x2"
     assert F.select_algo((100, 64, 8, 8), (64, 64, 3, 3), padding=1) == "winograd_2x2"
     assert F.select_algo((100, 16, 14, 14), (32, 16, 3, 3), padding=1) == "im2col"
-    assert F.select_algo((100, 32, 14, 14), (32, 32, 3, 3), padding=2) == "im2col"
     assert F.select_algo((1, 384, 12, 12), (1024, 384, 3, 3), padding=1) == "im2col"
+    # float32 F(4x4,3x3): 32-64 input channels, 32+ output channels, maps 14+ wide (the
+    # DeepConvNet's conv4, ResNet-50's 56x56 row); not from 65 channels (its error passes 1e-5
+    # towards 128), not on 8x8 maps
+    assert F.select_algo((100, 32, 14, 14), (32, 32, 3, 3), padding=2) == "winograd_4x4"
+    assert F.select_algo((8, 64, 56, 56), (64, 64, 3, 3), padding=1) == "winograd_4x4"
+    assert F.select_algo((8, 65, 56, 56), (64, 65, 3, 3), padding=1) == "winograd_2x2"
+    assert F.select_algo((8, 16, 56, 56), (64, 16, 3, 3), padding=1) == "im2col"
+    assert F.select_algo((8, 64, 56, 56), (16, 64, 3, 3), padding=1) == "im2col"
+    assert F.select_algo((8, 64, 12, 12), (64, 64, 3, 3), padding=1) == "winograd_2x2"
     # 5x5 as four 3x3 sub-kernels: NIN's conv2 (53x53, 96 -> 256); 7x7 stays on im2col
     assert F.select_algo((1, 96, 53, 53), (256, 96, 5, 5), padding=2) == "winograd_2x2"
     assert F.select_algo((1, 96, 53, 53), (256, 96, 7, 7), padding=3) == "im2col"
@@ -199,6 +207,21 @@ def test_auto_picks_winograd_only_where_measured_faster_and_within_bound(rng):
                                   F.conv2d(x, w, padding=1, algo="winograd_4x4"))
     x1, w1 = x[:, :4].copy(), w[:, :4].copy()
     np.testing.assert_array_equal(F.conv2d(x1, w1, padding=1), F.conv2d(x1, w1, padding=1, algo="im2col"))
+
+
+@pytest.mark.parametrize("channels", [32, 64])
+def test_auto_float32_f4_stays_within_the_float32_bound(rng, channels):
+    """Where "auto" takes float32 F(4x4,3x3) (32-64 input channels), its error against the
+    float64 reference stays under the 1e-5 every other float32 algorithm is held to (measured
+    5-8e-6 on random normal data; bench/RESULTS.md, session 11), forward and input gradient, and
+    auto is that algorithm bit for bit."""
+    x = randn(rng, (2, channels, 20, 17), np.float32)
+    w = randn(rng, (40, channels, 3, 3), np.float32)
+    b = randn(rng, (40,), np.float32)
+    assert F.select_algo(x.shape, w.shape, padding=1) == "winograd_4x4"
+    y = F.conv2d(x, w, b, padding=1)
+    np.testing.assert_array_equal(y, F.conv2d(x, w, b, padding=1, algo="winograd_4x4"))
+    assert_close(y, ref_conv2d(x, w, b, (1, 1), (1, 1, 1, 1)), f"auto F4 C={channels}", 1e-5)
 
 
 def test_bench_error_table_and_rows():
@@ -230,13 +253,28 @@ F2_SHAPES = [
 ]
 
 
+# F(4x4,3x3) adds: tile rows of 4 tiles (16-wide maps, book.conv4's pad 2) and of 16+ (a full
+# 16-lane vector and one past it), widths and heights that end mid-tile (1-3 of a tile's 4
+# columns), an input narrower than a tile
+F4_SHAPES = [
+    ((3, 32, 14, 14), (32, 32, 3, 3), (2, 2, 2, 2)),
+    ((1, 6, 9, 64), (11, 6, 3, 3), (1, 1, 1, 1)),
+    ((2, 5, 7, 67), (9, 5, 3, 3), (1, 1, 0, 1)),
+    ((2, 3, 13, 18), (5, 3, 3, 3), (0, 1, 1, 1)),
+    ((3, 4, 3, 3), (6, 4, 3, 3), (1, 1, 1, 1)),
+]
+FLOAT32_DRIVER_CASES = ([("winograd_2x2", shape) for shape in F2_SHAPES] +
+                        [("winograd_4x4", shape) for shape in F2_SHAPES + F4_SHAPES])
+
+
 @pytest.mark.parametrize("isa", ISA_ORDER)
-@pytest.mark.parametrize("shape_id", range(len(F2_SHAPES)))
-def test_f2_float32_every_isa_and_thread_count(rng, isa, shape_id):
-    """float32 F(2x2,3x3) runs its own driver, built for AVX-512, AVX2 and (the scalar level)
-    SSE2: transforms over split planes, products on the GEMM micro-kernels. Each against the
-    reference, and bit-identical on 1 and 2 threads (chunks depend on the thread count)."""
-    x_shape, w_shape, pads = F2_SHAPES[shape_id]
+@pytest.mark.parametrize("case_id", range(len(FLOAT32_DRIVER_CASES)))
+def test_float32_driver_every_isa_and_thread_count(rng, isa, case_id):
+    """float32 F(2x2,3x3) and F(4x4,3x3) run their own driver, built for AVX-512, AVX2 and (the
+    scalar level) SSE2: transforms over split planes, products on the GEMM micro-kernels. Each
+    against the reference, and bit-identical on 1 and 2 threads (chunks depend on the thread
+    count)."""
+    algo, (x_shape, w_shape, pads) = FLOAT32_DRIVER_CASES[case_id]
     x = randn(rng, x_shape, np.float32)
     w = randn(rng, w_shape, np.float32)
     b = randn(rng, (w_shape[0],), np.float32)
@@ -247,10 +285,10 @@ def test_f2_float32_every_isa_and_thread_count(rng, isa, shape_id):
             results = []
             for threads in (1, 2):
                 convcore.set_num_threads(threads)
-                results.append(F.conv2d(x, w, b, padding=pads, algo="winograd_2x2"))
+                results.append(F.conv2d(x, w, b, padding=pads, algo=algo))
     finally:
         convcore.set_num_threads(before)
-    assert_close(results[0], ref, f"{isa} {x_shape} {w_shape} {pads}", TOL32["winograd_2x2"])
+    assert_close(results[0], ref, f"{algo} {isa} {x_shape} {w_shape} {pads}", TOL32[algo])
     np.testing.assert_array_equal(results[0], results[1])
 
 

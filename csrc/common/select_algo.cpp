@@ -64,15 +64,15 @@ int64_t conv_workspace_bytes(ConvAlgo algo, const ConvParams& p, int64_t elem_by
     const double tiles = double(p.n) * tiles_h * tiles_w;
     elems = points * double(p.k) * double(p.c) +
             std::min(points * double(p.c + p.k) * tiles, std::max(8.0 * (1 << 20), points * double(p.c + p.k)));
-    if (elem_bytes == 4 && algo == ConvAlgo::WinogradF2) {
-      // the per-ISA float32 driver (cpu/conv_winograd_f32_impl.inc): x split into padded even
-      // and odd column planes, the kernels' transforms packed (K padded to 14 rows), and per
+    if (elem_bytes == 4) {
+      // the per-ISA float32 driver (cpu/conv_winograd_f32_impl.inc): x split into padded planes
+      // of m column phases, the kernels' transforms packed (K padded to 14 rows), and per
       // thread one chunk (at most 256 tiles) of transformed tiles and products
       // (kernels past 3x3 as 3x3 sub-kernels: cv virtual channels, planes 3 rows/columns wider
       // per extra sub-kernel)
       const double blocks_h = double((p.kh + 2) / 3), blocks_w = double((p.kw + 2) / 3);
       const double cv = double(p.c) * blocks_h * blocks_w;
-      const double planes = double(p.n) * double(p.c) * (2 * tiles_h + 3 * blocks_h) * 2 *
+      const double planes = double(p.n) * double(p.c) * (m * tiles_h + 3 * blocks_h) * m *
                             (tiles_w + 2 * blocks_w + 17);
       elems = planes + points * double(p.k + 14) * cv +
               t * points * (cv + double(p.k) + 16) * std::min(tiles + 16, 272.0);
@@ -106,7 +106,8 @@ ConvAlgo select_winograd(const ConvParams& p, int64_t elem_bytes, bool weights_p
   // float64: F(4x4,3x3) (error <= 3.5e-14) was 1.6-5.1x faster on every 3x3 row from C=16 up
   // (book.conv2..6, r50.3x3.*), slower only at C=1 (book.conv1, 0.72x).
   if (elem_bytes == 8) return p.c >= 16 ? ConvAlgo::WinogradF4 : ConvAlgo::Im2col;
-  // float32: only F(2x2,3x3) is within the 1e-5 bound (F(4x4,3x3) reaches 1.3e-5). Its own
+  // float32: F(2x2,3x3) is within the 1e-5 bound at any channel count (F(4x4,3x3) reaches 1.3e-5
+  // at 256: below). Its own
   // driver (cpu/conv_winograd_f32_impl.inc) against im2col, one thread, thread CPU time,
   // interleaved medians, AVX-512 and AVX2 builds alike (bench/RESULTS.md, "Session 4"): 3x3
   // from 32 input and 64 output channels won on every map measured: ResNet-50's rows
@@ -126,7 +127,18 @@ ConvAlgo select_winograd(const ConvParams& p, int64_t elem_bytes, bool weights_p
   // as a forward) 1.11 / 0.96 ms, 14x14 3.35 / 2.92, 28x28 4.38 / 3.74, 128 -> 32 and 256 -> 32
   // 1.2x, 48 -> 32 and 40 -> 32 1.12x, 64 -> 24 at 14x14 3.31 / 2.41 (AVX2 1.04-1.15x); 32 -> 32
   // only 1.0-1.04x and 64 -> 16 lost (0.62 / 0.68).
+  // F(4x4,3x3) (2.25x fewer multiplies than F(2x2,3x3), but larger transform constants): in
+  // float32 its error grows with the channel sum, 5-6e-6 at 32 input channels and 7-8e-6 at 64
+  // (bench/RESULTS.md, session 11) against 1.0e-5 at 128, so only from 32 to 64 input channels.
+  // Session 11, 2 threads, medians of 15, F(2x2) / F(4x4) ms (AVX2 in brackets): book.conv4
+  // (14x14 pad 2, 32 -> 32) 1.64 / 1.51 (2.05 / 1.61; im2col 2.06), its input gradient 1.61 /
+  // 1.52, 28x28 64 -> 32 1.08 / 0.80, 32 -> 64 1.13 / 0.86, 48 -> 48 1.16 / 0.87, ResNet-50's
+  // 56x56 64 -> 64 5.89 / 3.94 (6.99 / 5.33). Maps of 8x8 (two tiles a row) gained 0-7% on
+  // AVX-512 and lost on AVX2 (book.conv6 1.60 / 1.76), 16 input channels lost (book.conv2 on
+  // AVX2 3.17 / 2.37 against im2col's 1.94).
   const bool wide = p.k >= 64;
+  if (p.kh == 3 && p.c >= 32 && p.c <= 64 && p.k >= 32 && p.out_h >= 14 && p.out_w >= 14)
+    return ConvAlgo::WinogradF4;
   if (p.kh == 3 && ((wide && p.c >= 32) || (p.k >= 24 && p.c >= 40))) return ConvAlgo::WinogradF2;
   if (p.kh == 5 && wide && p.c >= 64 && p.out_w >= 24) return ConvAlgo::WinogradF2;
   return ConvAlgo::Im2col;
@@ -164,7 +176,9 @@ ConvAlgo select_conv_backward_input_algo(const ConvParams& p, int64_t elem_bytes
 
 // float32: F(2x2,3x3), whose error matches im2col's (about 6e-7 at C=512); F(4x4,3x3)'s larger
 // transform constants make it 10-30x larger (1.3e-5 at C=256), over the 1e-5 float32 bound of the
-// tests. float64: F(4x4,3x3), at most 3.5e-14. Figures: bench/RESULTS.md, "Winograd" error table.
+// tests, so "auto" takes it only up to 64 input channels (select_winograd) and algo="winograd"
+// means F(2x2,3x3). float64: F(4x4,3x3), at most 3.5e-14. Figures: bench/RESULTS.md, "Winograd"
+// error table.
 bool winograd_supports(ConvAlgo algo, const ConvParams& p, int64_t elem_bytes) {
   if (p.stride_h != 1 || p.stride_w != 1 || p.dil_h != 1 || p.dil_w != 1 || p.groups != 1)
     return false;

@@ -1,6 +1,6 @@
 // Winograd F(2x2,3x3) and F(4x4,3x3) conv2d (see conv_winograd.h): the dispatch to the float32
-// F(2x2,3x3) driver (conv_winograd_f32_impl.inc, built here for SSE2 and in the per-ISA files),
-// the gradients, and the generic driver below, which float64 and F(4x4,3x3) use.
+// driver (conv_winograd_f32_impl.inc, built here for SSE2 and in the per-ISA files),
+// the gradients, and the generic driver below, which float64 uses.
 //
 // Generic driver, per call: transform every 3x3 kernel once (in double, then rounded: weights are few), then in
 // chunks of tiles: transform the input tiles into V[e][c][tile] (e = one of the alpha^2 points),
@@ -304,9 +304,10 @@ constexpr int kVL = 4;  // baseline x86-64: SSE2, 128-bit vectors
 }  // namespace wg_impl
 }  // namespace
 
-void winograd_f2_forward_f32_sse2(const ConvParams& p, const float* x, const float* w,
-                                  const float* bias, float* y, int threads) {
-  wg_impl::winograd_f2_forward(p, x, w, bias, y, threads);
+void winograd_forward_f32_sse2(int tile_m, const ConvParams& p, const float* x, const float* w,
+                               const float* bias, float* y, int threads) {
+  if (tile_m == 4) return wg_impl::winograd_forward<4>(p, x, w, bias, y, threads);
+  wg_impl::winograd_forward<2>(p, x, w, bias, y, threads);
 }
 
 void winograd_f2_backward_weight_f32_sse2(const ConvParams& p, const float* dy, const float* x,
@@ -349,12 +350,10 @@ void conv2d_forward_winograd(int tile_m, const ConvParams& p, const T* x, const 
   CC_ASSERT(winograd_supports(tile_m == 2 ? ConvAlgo::WinogradF2 : ConvAlgo::WinogradF4, p, sizeof(T)));
   if (p.n * p.k * p.out_h * p.out_w == 0) return;
   if constexpr (std::is_same_v<T, float>) {
-    if (tile_m == 2) {
-      switch (active_isa()) {
-        case Isa::Avx512: return avx512::winograd_f2_forward_f32(p, x, w, bias, y, num_threads());
-        case Isa::Avx2: return avx2::winograd_f2_forward_f32(p, x, w, bias, y, num_threads());
-        case Isa::Scalar: return winograd_f2_forward_f32_sse2(p, x, w, bias, y, num_threads());
-      }
+    switch (active_isa()) {
+      case Isa::Avx512: return avx512::winograd_forward_f32(tile_m, p, x, w, bias, y, num_threads());
+      case Isa::Avx2: return avx2::winograd_forward_f32(tile_m, p, x, w, bias, y, num_threads());
+      case Isa::Scalar: return winograd_forward_f32_sse2(tile_m, p, x, w, bias, y, num_threads());
     }
   }
   if (tile_m == 2) forward<2, T>(p, x, w, bias, y);

@@ -14,8 +14,8 @@ namespace convcore::cpu {
 
 // tile_m: 2 for F(2x2,3x3), 4 for F(4x4,3x3). p must be one winograd_supports
 // (common/select_algo.h) accepts for that tile and T: float32 F(2x2,3x3) runs the driver of
-// conv_winograd_f32_impl.inc (any kernel, as 3x3 sub-kernels), the rest the generic one below
-// (3x3 only).
+// conv_winograd_f32_impl.inc (any kernel, as 3x3 sub-kernels), float32 F(4x4,3x3) the same
+// driver (3x3 only), float64 the generic one in conv_winograd.cpp (3x3 only).
 template <typename T>
 void conv2d_forward_winograd(int tile_m, const ConvParams& p, const T* x, const T* w, const T* bias,
                              T* y);
@@ -34,23 +34,24 @@ void winograd_output_tile(int tile_m, const double* m, double* y);
 // The matrices themselves, row-major: BT (alpha x alpha), G (alpha x 3), AT (tile_m x alpha).
 void winograd_matrices(int tile_m, double* bt, double* g, double* at);
 
-// Builds of the float32 F(2x2,3x3) forward (conv_winograd_f32_impl.inc): transforms vectorized
-// over tiles, products on the GEMM micro-kernels. conv2d_forward_winograd<float> runs the one of
-// the active ISA for tile_m == 2 (SSE2 in conv_winograd.cpp for the scalar level).
+// Builds of the float32 F(2x2,3x3) and F(4x4,3x3) forward (conv_winograd_f32_impl.inc):
+// transforms vectorized over tiles, products on the GEMM micro-kernels.
+// conv2d_forward_winograd<float> runs the one of the active ISA (SSE2 in conv_winograd.cpp for
+// the scalar level).
 // The weight gradient of a 3x3 stride-1 convolution by F(3x3,2x2) (same file) likewise.
-void winograd_f2_forward_f32_sse2(const ConvParams& p, const float* x, const float* w,
-                                  const float* bias, float* y, int threads);
+void winograd_forward_f32_sse2(int tile_m, const ConvParams& p, const float* x, const float* w,
+                               const float* bias, float* y, int threads);
 void winograd_f2_backward_weight_f32_sse2(const ConvParams& p, const float* dy, const float* x,
                                           float* dw, int threads);
 namespace avx2 {
-void winograd_f2_forward_f32(const ConvParams& p, const float* x, const float* w, const float* bias,
-                             float* y, int threads);
+void winograd_forward_f32(int tile_m, const ConvParams& p, const float* x, const float* w,
+                          const float* bias, float* y, int threads);
 void winograd_f2_backward_weight_f32(const ConvParams& p, const float* dy, const float* x,
                                      float* dw, int threads);
 }
 namespace avx512 {
-void winograd_f2_forward_f32(const ConvParams& p, const float* x, const float* w, const float* bias,
-                             float* y, int threads);
+void winograd_forward_f32(int tile_m, const ConvParams& p, const float* x, const float* w,
+                          const float* bias, float* y, int threads);
 void winograd_f2_backward_weight_f32(const ConvParams& p, const float* dy, const float* x,
                                      float* dw, int threads);
 }

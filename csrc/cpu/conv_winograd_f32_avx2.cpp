@@ -28,9 +28,10 @@ constexpr int kVL = 8;  // floats per 256-bit vector
 }  // namespace wg_impl
 }  // namespace
 
-void winograd_f2_forward_f32(const ConvParams& p, const float* x, const float* w, const float* bias,
-                             float* y, int threads) {
-  wg_impl::winograd_f2_forward(p, x, w, bias, y, threads);
+void winograd_forward_f32(int tile_m, const ConvParams& p, const float* x, const float* w,
+                          const float* bias, float* y, int threads) {
+  if (tile_m == 4) return wg_impl::winograd_forward<4>(p, x, w, bias, y, threads);
+  wg_impl::winograd_forward<2>(p, x, w, bias, y, threads);
 }
 
 void winograd_f2_backward_weight_f32(const ConvParams& p, const float* dy, const float* x,

@@ -40,12 +40,15 @@ double lane_use(int64_t tiles_w, int64_t lanes) {
 }
 }  // namespace
 
-void winograd_f2_forward_f32(const ConvParams& p, const float* x, const float* w, const float* bias,
-                             float* y, int threads) {
-  const int64_t tiles_w = (p.out_w + 1) / 2;
-  if (lane_use(tiles_w, 8) > lane_use(tiles_w, 16))
-    return wg_impl_half::winograd_f2_forward(p, x, w, bias, y, threads);
-  wg_impl::winograd_f2_forward(p, x, w, bias, y, threads);
+void winograd_forward_f32(int tile_m, const ConvParams& p, const float* x, const float* w,
+                          const float* bias, float* y, int threads) {
+  const int64_t tiles_w = (p.out_w + tile_m - 1) / tile_m;
+  const bool half = lane_use(tiles_w, 8) > lane_use(tiles_w, 16);
+  if (tile_m == 4)
+    return half ? wg_impl_half::winograd_forward<4>(p, x, w, bias, y, threads)
+                : wg_impl::winograd_forward<4>(p, x, w, bias, y, threads);
+  if (half) return wg_impl_half::winograd_forward<2>(p, x, w, bias, y, threads);
+  wg_impl::winograd_forward<2>(p, x, w, bias, y, threads);
 }
 
 void winograd_f2_backward_weight_f32(const ConvParams& p, const float* dy, const float* x,
