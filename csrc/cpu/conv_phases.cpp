@@ -128,6 +128,28 @@ void conv2d_backward_input_phases_f32(const ConvParams& p, const float* dy, cons
 #pragma omp parallel for schedule(static) num_threads(num_threads())
   for (int64_t nc = 0; nc < p.n * p.c; ++nc) {
     float* dst = dx + nc * plane;
+    if (sw == 2) {
+      // a dX row from two phase rows in one pass, element by element in turn: the loop
+      // vectorizes (unpack shuffles), where one phase at a time stored every other float.
+      // (convT.2x: the interleave 9.3% -> 3.4% of a call's samples, perf; the call 10% faster)
+      const int64_t cols0 = axes.cols[0].count, cols1 = axes.cols[1].count;  // cols1 <= cols0
+      for (int64_t a = 0; a < sh; ++a) {
+        const int64_t rows = axes.rows[static_cast<size_t>(a)].count;
+        const float* src0 = phases.get() + offset[static_cast<size_t>(a * 2)] + nc * rows * cols0;
+        const float* src1 = phases.get() + offset[static_cast<size_t>(a * 2 + 1)] + nc * rows * cols1;
+        for (int64_t m = 0; m < rows; ++m) {
+          float* row = dst + (a + sh * m) * p.w;
+          const float* even = src0 + m * cols0;
+          const float* odd = src1 + m * cols1;
+          for (int64_t l = 0; l < cols1; ++l) {
+            row[2 * l] = even[l];
+            row[2 * l + 1] = odd[l];
+          }
+          if (cols0 > cols1) row[2 * cols1] = even[cols1];
+        }
+      }
+      continue;
+    }
     for (int64_t a = 0; a < sh; ++a)
       for (int64_t b = 0; b < sw; ++b) {
         const int64_t rows = axes.rows[static_cast<size_t>(a)].count;
