@@ -179,23 +179,29 @@ def test_f2_float32_kernels_beyond_3x3(rng, isa, shape_id):
 
 
 def test_auto_picks_winograd_only_where_measured_faster_and_within_bound(rng):
-    # float32: F(2x2,3x3) from 32 input and 64 output channels with 128+ tiles; im2col below
-    # (the DeepConvNet row with 16 -> 32) and on NIN's conv4_1024 (12x12, 36 tiles)
+    # float32: F(2x2,3x3) from 32 input and 64 output channels with 128+ tiles (past 64 input
+    # channels, or on maps F(4x4) would pad by more than 1/7); im2col below and on NIN's conv4_1024
+    # (12x12, 36 tiles)
     assert F.select_algo((4, 128, 112, 112), (128, 128, 3, 3), padding=1) == "winograd_2x2"
     assert F.select_algo((8, 128, 28, 28), (128, 128, 3, 3), padding=1) == "winograd_2x2"
     assert F.select_algo((8, 512, 7, 7), (512, 512, 3, 3), padding=1) == "winograd_2x2"
-    assert F.select_algo((100, 64, 8, 8), (64, 64, 3, 3), padding=1) == "winograd_2x2"
-    assert F.select_algo((100, 16, 14, 14), (32, 16, 3, 3), padding=1) == "im2col"
+    assert F.select_algo((8, 64, 13, 13), (64, 64, 3, 3), padding=1) == "winograd_2x2"
     assert F.select_algo((1, 384, 12, 12), (1024, 384, 3, 3), padding=1) == "im2col"
-    # float32 F(4x4,3x3): 32-64 input channels, 32+ output channels, maps 14+ wide (the
-    # DeepConvNet's conv4, ResNet-50's 56x56 row); not from 65 channels (its error passes 1e-5
-    # towards 128), not on 8x8 maps
+    # float32 F(4x4,3x3): 32-64 input channels (16-31 on maps up to 16 wide), 32+ output
+    # channels, maps 8+ a side that fill their 4x4 tiles to within 1/7 (every DeepConvNet row
+    # from conv3, ResNet-50's 56x56 row); not from 65 channels (its error passes 1e-5 towards
+    # 128), not with 16 input channels on wide maps nor with 16 output channels
+    assert F.select_algo((100, 16, 14, 14), (32, 16, 3, 3), padding=1) == "winograd_4x4"
     assert F.select_algo((100, 32, 14, 14), (32, 32, 3, 3), padding=2) == "winograd_4x4"
+    assert F.select_algo((100, 32, 8, 8), (64, 32, 3, 3), padding=1) == "winograd_4x4"
+    assert F.select_algo((100, 64, 8, 8), (64, 64, 3, 3), padding=1) == "winograd_4x4"
     assert F.select_algo((8, 64, 56, 56), (64, 64, 3, 3), padding=1) == "winograd_4x4"
+    assert F.select_algo((8, 64, 12, 12), (64, 64, 3, 3), padding=1) == "winograd_4x4"
     assert F.select_algo((8, 65, 56, 56), (64, 65, 3, 3), padding=1) == "winograd_2x2"
     assert F.select_algo((8, 16, 56, 56), (64, 16, 3, 3), padding=1) == "im2col"
+    assert F.select_algo((100, 16, 28, 28), (16, 16, 3, 3), padding=1) == "im2col"
     assert F.select_algo((8, 64, 56, 56), (16, 64, 3, 3), padding=1) == "im2col"
-    assert F.select_algo((8, 64, 12, 12), (64, 64, 3, 3), padding=1) == "winograd_2x2"
+    assert F.select_algo((64, 32, 10, 10), (48, 32, 3, 3), padding=1) == "im2col"
     # 5x5 as four 3x3 sub-kernels: NIN's conv2 (53x53, 96 -> 256); 7x7 stays on im2col
     assert F.select_algo((1, 96, 53, 53), (256, 96, 5, 5), padding=2) == "winograd_2x2"
     assert F.select_algo((1, 96, 53, 53), (256, 96, 7, 7), padding=3) == "im2col"
@@ -215,7 +221,7 @@ def test_auto_float32_f4_stays_within_the_float32_bound(rng, channels):
     float64 reference stays under the 1e-5 every other float32 algorithm is held to (measured
     5-8e-6 on random normal data; bench/RESULTS.md, session 11), forward and input gradient, and
     auto is that algorithm bit for bit."""
-    x = randn(rng, (2, channels, 20, 17), np.float32)
+    x = randn(rng, (2, channels, 20, 16), np.float32)
     w = randn(rng, (40, channels, 3, 3), np.float32)
     b = randn(rng, (40,), np.float32)
     assert F.select_algo(x.shape, w.shape, padding=1) == "winograd_4x4"
@@ -255,15 +261,23 @@ F2_SHAPES = [
 
 # F(4x4,3x3) adds: tile rows of 4 tiles (16-wide maps, book.conv4's pad 2) and of 16+ (a full
 # 16-lane vector and one past it), widths and heights that end mid-tile (1-3 of a tile's 4
-# columns), an input narrower than a tile
+# columns), an input narrower than a tile; the last five run with F(2x2,3x3) too
 F4_SHAPES = [
     ((3, 32, 14, 14), (32, 32, 3, 3), (2, 2, 2, 2)),
     ((1, 6, 9, 64), (11, 6, 3, 3), (1, 1, 1, 1)),
     ((2, 5, 7, 67), (9, 5, 3, 3), (1, 1, 0, 1)),
     ((2, 3, 13, 18), (5, 3, 3, 3), (0, 1, 1, 1)),
     ((3, 4, 3, 3), (6, 4, 3, 3), (1, 1, 1, 1)),
+    # tile rows stacked in a vector (stacked_rows): 2 and 4 tiles a row (maps 8 and 5-7 wide for
+    # F(4x4), 4 and 8 wide for F(2x2)), the rows of a vector crossing into the next image, a
+    # short last vector, maps whose last tile row is cut
+    ((7, 5, 8, 8), (9, 5, 3, 3), (1, 1, 1, 1)),
+    ((5, 3, 6, 5), (4, 3, 3, 3), (1, 1, 1, 1)),
+    ((3, 6, 9, 7), (7, 6, 3, 3), (0, 1, 1, 0)),
+    ((9, 4, 4, 4), (5, 4, 3, 3), (1, 1, 1, 1)),
+    ((3, 2, 11, 16), (3, 2, 3, 3), (1, 1, 1, 1)),
 ]
-FLOAT32_DRIVER_CASES = ([("winograd_2x2", shape) for shape in F2_SHAPES] +
+FLOAT32_DRIVER_CASES = ([("winograd_2x2", shape) for shape in F2_SHAPES + F4_SHAPES[-5:]] +
                         [("winograd_4x4", shape) for shape in F2_SHAPES + F4_SHAPES])
 
 
@@ -294,23 +308,36 @@ def test_float32_driver_every_isa_and_thread_count(rng, isa, case_id):
 
 def test_auto_input_gradient_takes_winograd_only_where_its_forward_would(rng):
     """With "auto", the input gradient of a Winograd-chosen conv is a forward with C and K
-    swapped: it stays Winograd only where that forward would be chosen (40 -> 24 forward: its
-    gradient is 24 -> 40, under the rule's 40 input channels for fewer than 64 outputs, so
-    im2col; 32 -> 64 (book.conv5): its gradient 64 -> 32 is chosen, so Winograd)."""
-    x = randn(rng, (100, 40, 8, 8), np.float32)
-    w = randn(rng, (24, 40, 3, 3), np.float32)
-    dy = randn(rng, (100, 24, 8, 8), np.float32)
+    swapped: it stays Winograd only where that forward would take Winograd, with that forward's
+    tile (48 -> 24 at 12x12: its gradient is 24 -> 48, under the rules' 32 input channels on maps
+    over 16 wide, so im2col; 32 -> 64 (book.conv5) and 64 -> 64: their gradients are chosen, so
+    Winograd)."""
+    x = randn(rng, (24, 48, 20, 20), np.float32)
+    w = randn(rng, (24, 48, 3, 3), np.float32)
+    dy = randn(rng, (24, 24, 20, 20), np.float32)
     assert F.select_algo(x.shape, w.shape, padding=1) == "winograd_2x2"
-    assert F.select_algo(dy.shape, (40, 24, 3, 3), padding=1) == "im2col"
+    assert F.select_algo(dy.shape, (48, 24, 3, 3), padding=1) == "im2col"
     dx = F.conv2d_backward(dy, x, w, padding=1, need=("x",))[0]
     np.testing.assert_array_equal(dx, F.conv2d_backward(dy, x, w, padding=1, need=("x",), algo="im2col")[0])
     for x_shape, k in (((100, 32, 8, 8), 64), ((8, 64, 12, 12), 64)):
         x2 = randn(rng, x_shape, np.float32)
         w2 = randn(rng, (k, x_shape[1], 3, 3), np.float32)
         dy2 = randn(rng, (x_shape[0], k) + x_shape[2:], np.float32)
+        tile = F.select_algo(x2.shape, w2.shape, padding=1)
+        assert tile.startswith("winograd")
+        assert F.select_algo(dy2.shape, (x_shape[1], k, 3, 3), padding=1) == tile
         dx2 = F.conv2d_backward(dy2, x2, w2, padding=1, need=("x",))[0]
         np.testing.assert_array_equal(
-            dx2, F.conv2d_backward(dy2, x2, w2, padding=1, need=("x",), algo="winograd_2x2")[0])
+            dx2, F.conv2d_backward(dy2, x2, w2, padding=1, need=("x",), algo=tile)[0])
+    # 128 -> 32 at 8x8 runs F(2x2); its gradient, 32 -> 128, F(4x4)
+    x3 = randn(rng, (40, 128, 8, 8), np.float32)
+    w3 = randn(rng, (32, 128, 3, 3), np.float32)
+    dy3 = randn(rng, (40, 32, 8, 8), np.float32)
+    assert F.select_algo(x3.shape, w3.shape, padding=1) == "winograd_2x2"
+    assert F.select_algo(dy3.shape, (128, 32, 3, 3), padding=1) == "winograd_4x4"
+    np.testing.assert_array_equal(
+        F.conv2d_backward(dy3, x3, w3, padding=1, need=("x",))[0],
+        F.conv2d_backward(dy3, x3, w3, padding=1, need=("x",), algo="winograd_4x4")[0])
 
 
 WGRAD_SHAPES = [

@@ -128,16 +128,24 @@ ConvAlgo select_winograd(const ConvParams& p, int64_t elem_bytes, bool weights_p
   // 1.2x, 48 -> 32 and 40 -> 32 1.12x, 64 -> 24 at 14x14 3.31 / 2.41 (AVX2 1.04-1.15x); 32 -> 32
   // only 1.0-1.04x and 64 -> 16 lost (0.62 / 0.68).
   // F(4x4,3x3) (2.25x fewer multiplies than F(2x2,3x3), but larger transform constants): in
-  // float32 its error grows with the channel sum, 5-6e-6 at 32 input channels and 7-8e-6 at 64
-  // (bench/RESULTS.md, session 11) against 1.0e-5 at 128, so only from 32 to 64 input channels.
-  // Session 11, 2 threads, medians of 15, F(2x2) / F(4x4) ms (AVX2 in brackets): book.conv4
-  // (14x14 pad 2, 32 -> 32) 1.64 / 1.51 (2.05 / 1.61; im2col 2.06), its input gradient 1.61 /
-  // 1.52, 28x28 64 -> 32 1.08 / 0.80, 32 -> 64 1.13 / 0.86, 48 -> 48 1.16 / 0.87, ResNet-50's
-  // 56x56 64 -> 64 5.89 / 3.94 (6.99 / 5.33). Maps of 8x8 (two tiles a row) gained 0-7% on
-  // AVX-512 and lost on AVX2 (book.conv6 1.60 / 1.76), 16 input channels lost (book.conv2 on
-  // AVX2 3.17 / 2.37 against im2col's 1.94).
+  // float32 its error grows with the channel sum, 4-5e-6 at 16 input channels, 5-6e-6 at 32 and
+  // 7-8e-6 at 64 (bench/RESULTS.md, session 11) against 1.0e-5 at 128, so only up to 64 input
+  // channels. Session 11, 2 threads, medians of 15, im2col / F(2x2) / F(4x4) ms, AVX-512 (AVX2):
+  // book.conv4 (14x14 pad 2, 32 -> 32) 2.06 / 1.74 / 1.37 (2.90 / 2.37 / 1.52), its input
+  // gradient 1.76 / 1.61 / 1.34, book.conv5 (8x8, 32 -> 64) 1.08 / 0.83 / 0.67 (1.28 / 0.90 /
+  // 0.67), book.conv6 (64 -> 64) 2.11 / 1.46 / 1.14 (2.38 / 1.61 / 1.17), 32 -> 32 at 8x8 0.57 /
+  // 0.52 / 0.41, 28x28 64 -> 32 1.07 / 0.90 / 0.61, ResNet-50's 56x56 64 -> 64 8.6 / 6.2 / 4.3
+  // (11.7 / 7.0 / 5.3). With 16 input channels it won where 2-4 tile rows stack in a vector
+  // (maps 8-16 wide; conv_winograd_f32_impl.inc, stacked_rows): book.conv3 (14x14, 16 -> 32)
+  // 0.89 / 0.99 / 0.79 (1.00 / 1.33 / 0.87), 16 -> 64 at 14x14 1.77 / 1.73 / 1.36 (1.99 / 3.78 /
+  // 1.72), 16 -> 32 at 8x8; on wider maps only on AVX-512 (28x28 16 -> 32 1.28 / 1.41 / 0.89, on
+  // AVX2 1.18 / 1.56 / 1.17; 56x56 lost on AVX2), and 16 output channels lost (book.conv2).
+  // Tiles past the map's edge are computed whole: 10x10 maps (12x12 computed, 1.44x) lost to
+  // F(2x2) (32 -> 48: 0.79 / 0.93 ms), 14x14 (16x16, 1.31x) still won; so at most 8/7 a side.
   const bool wide = p.k >= 64;
-  if (p.kh == 3 && p.c >= 32 && p.c <= 64 && p.k >= 32 && p.out_h >= 14 && p.out_w >= 14)
+  const bool f4_channels = p.c >= 32 || (p.c >= 16 && p.out_w <= 16);
+  auto f4_fits = [](int64_t out) { return out >= 8 && 7 * ((out + 3) / 4 * 4) <= 8 * out; };
+  if (p.kh == 3 && f4_channels && p.c <= 64 && p.k >= 32 && f4_fits(p.out_h) && f4_fits(p.out_w))
     return ConvAlgo::WinogradF4;
   if (p.kh == 3 && ((wide && p.c >= 32) || (p.k >= 24 && p.c >= 40))) return ConvAlgo::WinogradF2;
   if (p.kh == 5 && wide && p.c >= 64 && p.out_w >= 24) return ConvAlgo::WinogradF2;
@@ -169,9 +177,13 @@ ConvAlgo select_conv_backward_input_algo(const ConvParams& p, int64_t elem_bytes
   if (algo != ConvAlgo::WinogradF2 && algo != ConvAlgo::WinogradF4) return algo;
   // (no forward form: the dispatch runs im2col's gradient whatever the algorithm)
   if (!backward_input_is_a_forward(p)) return algo;
-  return select_winograd(backward_input_as_forward(p), elem_bytes, weights_prepared) == algo
-             ? algo
-             : ConvAlgo::Im2col;
+  // the tile that forward would take (book.conv5's F(2x2) forward, 32 -> 64 at 8x8, has an
+  // F(4x4) gradient, 64 -> 32), or im2col where it would take none
+  const ConvParams q = backward_input_as_forward(p);
+  const ConvAlgo tile = select_winograd(q, elem_bytes, weights_prepared);
+  if (tile == ConvAlgo::Im2col || conv_workspace_bytes(tile, q, elem_bytes, threads) > max_workspace_bytes())
+    return ConvAlgo::Im2col;
+  return tile;
 }
 
 // float32: F(2x2,3x3), whose error matches im2col's (about 6e-7 at C=512); F(4x4,3x3)'s larger

@@ -24,7 +24,7 @@ ConvAlgo select_conv_algo(const ConvParams& p, int64_t elem_bytes = 4, int threa
                           bool weights_prepared = false);
 // What "auto" runs for the input gradient: select_conv_algo's choice, except that Winograd (whose
 // input gradient is a Winograd forward over dY, C and K swapped) stays only where that forward
-// would be chosen itself; else im2col.
+// would take Winograd itself, with the tile it would take; else im2col.
 ConvAlgo select_conv_backward_input_algo(const ConvParams& p, int64_t elem_bytes = 4, int threads = 1,
                                          bool weights_prepared = false);
 // "auto" -> select_conv_algo; unknown names and algorithms that cannot run p -> ValueError;
