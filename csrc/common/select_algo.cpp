@@ -177,8 +177,8 @@ ConvAlgo select_conv_backward_input_algo(const ConvParams& p, int64_t elem_bytes
   if (algo != ConvAlgo::WinogradF2 && algo != ConvAlgo::WinogradF4) return algo;
   // (no forward form: the dispatch runs im2col's gradient whatever the algorithm)
   if (!backward_input_is_a_forward(p)) return algo;
-  // the tile that forward would take (book.conv5's F(2x2) forward, 32 -> 64 at 8x8, has an
-  // F(4x4) gradient, 64 -> 32), or im2col where it would take none
+  // the tile that forward would take (an F(2x2) forward 128 -> 32 at 8x8 has an F(4x4) gradient,
+  // 32 -> 128), or im2col where it would take none
   const ConvParams q = backward_input_as_forward(p);
   const ConvAlgo tile = select_winograd(q, elem_bytes, weights_prepared);
   if (tile == ConvAlgo::Im2col || conv_workspace_bytes(tile, q, elem_bytes, threads) > max_workspace_bytes())
