@@ -3,9 +3,11 @@
 //  - small maps, a padded row in one vector (stride 1: up to 16 padded columns, e.g. 14x14 with
 //    pad 1, or 7x7) or two (stride 2: up to 32, e.g. 28x28 -> 14x14): forward and weight
 //    gradient over the tap vectors of the whole plane;
-//  - rows of up to 8 vectors (128 padded columns), stride 1 or 2: forward and weight gradient
-//    over a rolling window of three rows' tap vectors (WideRows); stride 2's input gradient over
-//    a window of three padded rows of sums. Stride 1's input gradient is the forward over dy
+//  - rows of up to 8 vectors (128 padded columns), stride 1 or 2: the forward in strips of up to
+//    4 output vectors down the plane over a rolling window of three rows' tap vectors (stride 1)
+//    or per output vector with the shared row in registers (stride 2), the weight gradient over a
+//    rolling window of whole rows (WideRows); stride 2's input gradient over a window of three
+//    padded rows of sums. Stride 1's input gradient is the forward over dy
 //    with the kernels turned (depthwise.cpp);
 //  - the separable 1-D form (rank-1 kernels up to 8 taps each way, stride 1): the column pass
 //    over a rolling window of kh padded rows into middle-row vectors, the row pass by lane shifts.
@@ -383,6 +385,85 @@ inline void add_nine_products(__m512* sums, __m512 d, const WideTaps<NV>& r0,
   for (int kx = 0; kx < 3; ++kx) sums[6 + kx] = _mm512_fmadd_ps(d, r2[kx][v], sums[6 + kx]);
 }
 
+// masks[u] for padded vectors u < count of a row of w columns with pl columns of left padding:
+// lane j of vector u is input column 16u + j - pl, enabled where that lies inside the row. A
+// masked load of vector u from lanes_before(row + 16u, pl) reads it straight from the input row.
+inline void padded_vector_masks(int64_t w, int64_t pl, int count, __mmask16* masks) {
+  for (int u = 0; u < count; ++u) {
+    const int64_t first = std::max<int64_t>(0, pl - 16 * u);
+    const int64_t end = std::clamp<int64_t>(w + pl - 16 * u, 0, 16);
+    masks[u] = first < end ? static_cast<__mmask16>(first_lanes_mask16(end) & ~first_lanes_mask16(first))
+                           : static_cast<__mmask16>(0);
+  }
+}
+
+// Stride 1 (both ways) in strips of at most kStripVectors output vectors: a strip's rolling window
+// of three rows' tap vectors (3 x 3 x 4) is walked down the whole plane before the next strip. A
+// window over a whole 112-wide row (8 vectors) held 72 tap vectors, more than the registers: every
+// tap went through the stack, and one thread ran (8,32,112,112) at 1.19 ms where (8,128,56,56), the
+// same outputs in rows of 4 vectors, took 0.78. A strip's padded vectors are masked loads straight
+// off the input row (padded_vector_masks), so a strip starts anywhere in the row; and the eighth
+// vector that 114 padded columns span, with no output lane, is skipped. (8,32,112,112): one thread
+// 1.19-1.37 -> 0.83-0.91 ms, two 0.58-0.61 -> 0.39; (8,128,56,56) even (0.77-0.82 -> 0.77-0.79).
+// Strips of 2 vectors re-read each row 4 times and ran slower (1.11 ms).
+constexpr int kStripVectors = 4;
+// Output vectors [v0, v0 + CNT) of a plane: its padded vectors [v0, v0 + CNT] give their taps.
+template <int PL, int CNT>
+void wide_strip(const ConvParams& p, const float* x, const __mmask16* in_masks,
+                const __mmask16* out_masks, const __m512* weights, __m512 bv, int v0, float* y) {
+  // local copies: read through the pointers, the weights were reloaded after every store (vector
+  // types may alias floats) and the strips ran 1.5x slower
+  __m512 wv[9];
+  for (int t = 0; t < 9; ++t) wv[t] = weights[t];
+  __mmask16 in_mask[CNT + 1], out_mask[CNT];
+  for (int v = 0; v <= CNT; ++v) in_mask[v] = in_masks[v0 + v];
+  for (int v = 0; v < CNT; ++v) out_mask[v] = out_masks[v0 + v];
+  using Taps = WideTaps<CNT>;
+  auto load = [&](int64_t r, Taps& t) {
+    const int64_t iy = r - p.pad_top;
+    if (iy < 0 || iy >= p.h) {
+      for (int kx = 0; kx < 3; ++kx)
+        for (int v = 0; v < CNT; ++v) t[kx][v] = _mm512_setzero_ps();
+      return;
+    }
+    const float* row = x + iy * p.w + 16 * v0;
+    __m512i next = _mm512_castps_si512(_mm512_maskz_loadu_ps(in_mask[0], lanes_before(row, PL)));
+    for (int v = 0; v < CNT; ++v) {
+      const __m512i here = next;
+      next = _mm512_castps_si512(
+          _mm512_maskz_loadu_ps(in_mask[v + 1], lanes_before(row + 16 * (v + 1), PL)));
+      t[0][v] = _mm512_castsi512_ps(here);
+      t[1][v] = _mm512_castsi512_ps(_mm512_alignr_epi32(next, here, 1));
+      t[2][v] = _mm512_castsi512_ps(_mm512_alignr_epi32(next, here, 2));
+    }
+  };
+  auto out_row = [&](int64_t oy, const Taps& r0, const Taps& r1, const Taps& r2) {
+    float* out = y + oy * p.out_w + 16 * v0;
+    for (int v = 0; v < CNT; ++v)
+      _mm512_mask_storeu_ps(out + 16 * v, out_mask[v], nine_taps_at<CNT>(bv, wv, r0, r1, r2, v));
+  };
+  roll_three_rows<Taps>(p.out_h, load, out_row);
+}
+
+template <int PL, int NV>
+void wide_plane_strips(const ConvParams& p, const float* x, const float* wk, float bias, float* y) {
+  __mmask16 in_mask[NV + 1];  // output vector v's taps come from padded vectors v and v + 1
+  padded_vector_masks(p.w, PL, NV + 1, in_mask);
+  __mmask16 out_mask[NV];
+  __m512 wv[9], bv;
+  wide_plane_constants<NV>(p, wk, bias, out_mask, wv, bv);
+  // output vectors with lanes to store (112 columns: 7 of the 8 that 114 padded columns span)
+  const int out_vectors = static_cast<int>(std::min<int64_t>(NV, (p.out_w + 15) / 16));
+  for (int v0 = 0; v0 < out_vectors; v0 += kStripVectors) {
+    switch (std::min(kStripVectors, out_vectors - v0)) {
+      case 4: wide_strip<PL, 4>(p, x, in_mask, out_mask, wv, bv, v0, y); break;
+      case 3: wide_strip<PL, 3>(p, x, in_mask, out_mask, wv, bv, v0, y); break;
+      case 2: wide_strip<PL, 2>(p, x, in_mask, out_mask, wv, bv, v0, y); break;
+      default: wide_strip<PL, 1>(p, x, in_mask, out_mask, wv, bv, v0, y); break;
+    }
+  }
+}
+
 // Stride 2 (both ways): output row oy reads padded rows 2oy, 2oy + 1 and 2oy + 2. The odd row
 // serves that output row alone and the next even row serves it and the next one, so per output
 // vector the two new rows' tap vectors are made (two masked loads and three permutes a row: each
@@ -395,14 +476,8 @@ template <int PL, int NV>
 void wide_plane_stride2(const ConvParams& p, const float* x, const float* wk, float bias, float* y) {
   constexpr int NO = (NV + 1) / 2;  // output vectors per row
   constexpr int NP = 2 * NO + 1;    // padded vectors they read: 2v, 2v + 1, 2v + 2 for vector v
-  // lane j of padded vector u is input column 16u + j - PL: enabled where that is inside the row
   __mmask16 in_mask[NP];
-  for (int u = 0; u < NP; ++u) {
-    const int64_t first = std::max<int64_t>(0, PL - 16 * u);
-    const int64_t end = std::clamp<int64_t>(p.w + PL - 16 * u, 0, 16);
-    in_mask[u] = first < end ? static_cast<__mmask16>(first_lanes_mask16(end) & ~first_lanes_mask16(first))
-                             : static_cast<__mmask16>(0);
-  }
+  padded_vector_masks(p.w, PL, NP, in_mask);
   __mmask16 out_mask[NO];
   __m512 wv[9], bv;
   wide_plane_constants<NO>(p, wk, bias, out_mask, wv, bv);
@@ -439,25 +514,6 @@ void wide_plane_stride2(const ConvParams& p, const float* x, const float* wk, fl
   }
 }
 
-// Stride 1 (both ways): the same window with the row loop unrolled by three, so that each padded
-// row's tap vectors keep one place while they serve three output rows (as plane_rolling): indexed
-// by row % 3 at run time, win lives on the stack and every tap is a store and nine loads.
-template <int PL, int NV>
-void wide_plane_rolling(const ConvParams& p, const float* x, const float* wk, float bias, float* y) {
-  using Rows = WideRows<1, PL, NV>;
-  const Rows rows_of(p);
-  __mmask16 out_mask[NV];
-  __m512 wv[9], bv;
-  wide_plane_constants<NV>(p, wk, bias, out_mask, wv, bv);
-  using Taps = WideTaps<NV>;
-  auto out_row = [&](int64_t oy, const Taps& r0, const Taps& r1, const Taps& r2) {
-    float* out = y + oy * p.out_w;
-    for (int v = 0; v < NV; ++v)
-      _mm512_mask_storeu_ps(out + 16 * v, out_mask[v], nine_taps_at<NV>(bv, wv, r0, r1, r2, v));
-  };
-  roll_three_rows<Taps>(p.out_h, [&](int64_t r, Taps& t) { rows_of.load(p, x, r, t); }, out_row);
-}
-
 // The weight gradient over the same rolling window: per output row and vector, the dy vector
 // (zero past out_w) times each tap vector into nine sums; a channel per thread, images in order.
 template <int SW, int PL, int NV>
@@ -492,7 +548,7 @@ void wide_weight_gradient(const ConvParams& p, const float* dy, const float* x, 
   }
 }
 
-// Stride 1: the same sums with the window unrolled by three (as wide_plane_rolling), so the tap
+// Stride 1: the same sums with the window unrolled by three (roll_three_rows), so the tap
 // vectors are not written to the stack and read back for every output row.
 template <int PL, int NV>
 void wide_weight_gradient_rolling(const ConvParams& p, const float* dy, const float* x, float* dw) {
@@ -616,7 +672,7 @@ struct WideForward {
   struct Fn {
     static void run(const ConvParams& p, const float* x, const float* w, const float* bias,
                     float* y) {
-      if constexpr (SW == 1) each_plane(p, x, w, bias, y, &wide_plane_rolling<PL, NV>);
+      if constexpr (SW == 1) each_plane(p, x, w, bias, y, &wide_plane_strips<PL, NV>);
       else each_plane(p, x, w, bias, y, &wide_plane_stride2<PL, NV>);
     }
   };
