@@ -106,8 +106,7 @@ ConvAlgo select_winograd(const ConvParams& p, int64_t elem_bytes, bool weights_p
   // float64: F(4x4,3x3) (error <= 3.5e-14) was 1.6-5.1x faster on every 3x3 row from C=16 up
   // (book.conv2..6, r50.3x3.*), slower only at C=1 (book.conv1, 0.72x).
   if (elem_bytes == 8) return p.c >= 16 ? ConvAlgo::WinogradF4 : ConvAlgo::Im2col;
-  // float32: F(2x2,3x3) is within the 1e-5 bound at any channel count (F(4x4,3x3) reaches 1.3e-5
-  // at 256: below). Its own
+  // float32: F(2x2,3x3) is within the 1e-5 bound at any channel count (F(4x4,3x3): below). Its own
   // driver (cpu/conv_winograd_f32_impl.inc) against im2col, one thread, thread CPU time,
   // interleaved medians, AVX-512 and AVX2 builds alike (bench/RESULTS.md, "Session 4"): 3x3
   // from 32 input and 64 output channels won on every map measured: ResNet-50's rows
@@ -127,15 +126,20 @@ ConvAlgo select_winograd(const ConvParams& p, int64_t elem_bytes, bool weights_p
   // as a forward) 1.11 / 0.96 ms, 14x14 3.35 / 2.92, 28x28 4.38 / 3.74, 128 -> 32 and 256 -> 32
   // 1.2x, 48 -> 32 and 40 -> 32 1.12x, 64 -> 24 at 14x14 3.31 / 2.41 (AVX2 1.04-1.15x); 32 -> 32
   // only 1.0-1.04x and 64 -> 16 lost (0.62 / 0.68).
-  // F(4x4,3x3) (2.25x fewer multiplies than F(2x2,3x3), but larger transform constants): in
-  // float32 its error grows with the channel sum, 4-5e-6 at 16 input channels, 5-6e-6 at 32 and
-  // 7-8e-6 at 64 (bench/RESULTS.md, session 11) against 1.0e-5 at 128, so only up to 64 input
-  // channels. Session 11, 2 threads, medians of 15, im2col / F(2x2) / F(4x4) ms, AVX-512 (AVX2):
-  // book.conv4 (14x14 pad 2, 32 -> 32) 2.06 / 1.74 / 1.37 (2.90 / 2.37 / 1.52), its input
-  // gradient 1.76 / 1.61 / 1.34, book.conv5 (8x8, 32 -> 64) 1.08 / 0.83 / 0.67 (1.28 / 0.90 /
-  // 0.67), book.conv6 (64 -> 64) 2.11 / 1.46 / 1.14 (2.38 / 1.61 / 1.17), 32 -> 32 at 8x8 0.57 /
-  // 0.52 / 0.41, 28x28 64 -> 32 1.07 / 0.90 / 0.61, ResNet-50's 56x56 64 -> 64 8.6 / 6.2 / 4.3
-  // (11.7 / 7.0 / 5.3). With 16 input channels it won where 2-4 tile rows stack in a vector
+  // F(4x4,3x3) (2.25x fewer multiplies than F(2x2,3x3), but larger transform constants; points
+  // 0, 1, -1, 2, -1/2: cpu/conv_winograd.cpp): in float32 its max-norm error, worst of 150 random
+  // layers, is 2.0e-6 at 16 input channels, 2.8e-6 at 32, 3.6e-6 at 64, 5.5e-6 at 128 and 6.0e-6
+  // at 256 (bench/RESULTS.md, session 11; with Lavin & Gray's points -2 for -1/2 it was 2.7x larger,
+  // 1.04e-5 at 32), within the 1e-5 bound. Session 11, 2 threads, medians of 15, im2col / F(2x2)
+  // / F(4x4) ms, AVX-512 (AVX2): book.conv4 (14x14 pad 2, 32 -> 32) 2.06 / 1.74 / 1.37 (2.90 /
+  // 2.37 / 1.52), its input gradient 1.76 / 1.61 / 1.34, book.conv5 (8x8, 32 -> 64) 1.08 / 0.83 /
+  // 0.67 (1.28 / 0.90 / 0.67), book.conv6 (64 -> 64) 2.11 / 1.46 / 1.14 (2.38 / 1.61 / 1.17),
+  // 32 -> 32 at 8x8 0.57 / 0.52 / 0.41, 28x28 64 -> 32 1.07 / 0.90 / 0.61, ResNet-50's 56x56
+  // 64 -> 64 8.6 / 6.2 / 4.3 (11.7 / 7.0 / 5.3), 28x28 128 -> 128 8.2 / 4.9 / 3.4 (8.7 / 5.1 /
+  // 3.6), 14x14 256 -> 256 8.0 / 5.1 / 4.6 (9.8 / 5.5 / 4.8), VGG's 112x112 128 -> 128 75 / 39 /
+  // 29 (72 / 42 / 30), 8x8 128 -> 128 2.7 / 1.6 / 1.1 (3.0 / 2.0 / 1.9). 7x7 maps with 512
+  // channels lost (7.2 / 8.0; its 36 kernel transforms of 2.4 M weights a call), so not past 256.
+  // With 16 input channels it won where 2-4 tile rows stack in a vector
   // (maps 8-16 wide; conv_winograd_f32_impl.inc, stacked_rows): book.conv3 (14x14, 16 -> 32)
   // 0.89 / 0.99 / 0.79 (1.00 / 1.33 / 0.87), 16 -> 64 at 14x14 1.77 / 1.73 / 1.36 (1.99 / 3.78 /
   // 1.72), 16 -> 32 at 8x8; on wider maps only on AVX-512 (28x28 16 -> 32 1.28 / 1.41 / 0.89, on
@@ -145,7 +149,7 @@ ConvAlgo select_winograd(const ConvParams& p, int64_t elem_bytes, bool weights_p
   const bool wide = p.k >= 64;
   const bool f4_channels = p.c >= 32 || (p.c >= 16 && p.out_w <= 16);
   auto f4_fits = [](int64_t out) { return out >= 8 && 7 * ((out + 3) / 4 * 4) <= 8 * out; };
-  if (p.kh == 3 && f4_channels && p.c <= 64 && p.k >= 32 && f4_fits(p.out_h) && f4_fits(p.out_w))
+  if (p.kh == 3 && f4_channels && p.c <= 256 && p.k >= 32 && f4_fits(p.out_h) && f4_fits(p.out_w))
     return ConvAlgo::WinogradF4;
   if (p.kh == 3 && ((wide && p.c >= 32) || (p.k >= 24 && p.c >= 40))) return ConvAlgo::WinogradF2;
   if (p.kh == 5 && wide && p.c >= 64 && p.out_w >= 24) return ConvAlgo::WinogradF2;
@@ -177,8 +181,8 @@ ConvAlgo select_conv_backward_input_algo(const ConvParams& p, int64_t elem_bytes
   if (algo != ConvAlgo::WinogradF2 && algo != ConvAlgo::WinogradF4) return algo;
   // (no forward form: the dispatch runs im2col's gradient whatever the algorithm)
   if (!backward_input_is_a_forward(p)) return algo;
-  // the tile that forward would take (an F(2x2) forward 128 -> 32 at 8x8 has an F(4x4) gradient,
-  // 32 -> 128), or im2col where it would take none
+  // the tile that forward would take (an F(2x2) forward 384 -> 32 at 8x8 has an F(4x4) gradient,
+  // 32 -> 384), or im2col where it would take none
   const ConvParams q = backward_input_as_forward(p);
   const ConvAlgo tile = select_winograd(q, elem_bytes, weights_prepared);
   if (tile == ConvAlgo::Im2col || conv_workspace_bytes(tile, q, elem_bytes, threads) > max_workspace_bytes())
@@ -187,10 +191,10 @@ ConvAlgo select_conv_backward_input_algo(const ConvParams& p, int64_t elem_bytes
 }
 
 // float32: F(2x2,3x3), whose error matches im2col's (about 6e-7 at C=512); F(4x4,3x3)'s larger
-// transform constants make it 10-30x larger (1.3e-5 at C=256), over the 1e-5 float32 bound of the
-// tests, so "auto" takes it only up to 64 input channels (select_winograd) and algo="winograd"
+// transform constants make it 5-10x larger (up to 6e-6 at C=256), within the 1e-5 float32 bound
+// of the tests: "auto" takes it up to 256 input channels (select_winograd), and algo="winograd"
 // means F(2x2,3x3). float64: F(4x4,3x3), at most 3.5e-14. Figures: bench/RESULTS.md, "Winograd"
-// error table.
+// error table and session 11.
 bool winograd_supports(ConvAlgo algo, const ConvParams& p, int64_t elem_bytes) {
   if (p.stride_h != 1 || p.stride_w != 1 || p.dil_h != 1 || p.dil_w != 1 || p.groups != 1)
     return false;

