@@ -364,6 +364,10 @@ def test_weight_gradient_f3x3_2x2(rng, isa, shape_id):
     ref = ref_conv2d_backward(dy, x, w, (1, 1), pads)[1]
     assert_close(dw, ref, f"dw {isa} {x_shape} {k} {pads}", 2e-6)
     np.testing.assert_array_equal(dw, again)
+    # the same driver under an F(4x4) forward (the dW algorithm does not depend on the tile)
+    with forced_isa(isa):
+        np.testing.assert_array_equal(
+            F.conv2d_backward(dy, x, w, padding=pads, need=("w",), algo="winograd_4x4")[1], dw)
     # below 128 channels the weight gradient stays im2col's, bit for bit
     xs, ws, dys = x[:, :64].copy(), w[:64, :64].copy(), dy[:, :64].copy()
     np.testing.assert_array_equal(

@@ -56,7 +56,7 @@ void winograd_f2_backward_weight_f32(const ConvParams& p, const float* dy, const
                                      float* dw, int threads);
 }
 
-// The weight gradient under a Winograd algorithm: float32, 3x3 kernels, F(2x2,3x3) chosen and
+// The weight gradient under a Winograd algorithm (either tile): float32, 3x3 kernels and
 // winograd_weight_grad_wins(p): the F(3x3,2x2) driver; otherwise im2col's.
 bool winograd_weight_grad_wins(const ConvParams& p);
 template <typename T>
