@@ -165,6 +165,8 @@ void depthwise_backward_weight<float>(const ConvParams& p, const float* dy, cons
   if (!padded_plane_is_cheap(p)) return backward_weight_taps(p, dy, x, dw);
   switch (active_isa()) {
     case Isa::Avx512:
+      if (avx512::depthwise_pair_planes_applies(p))
+        return avx512::depthwise_backward_weight_pair_planes_f32(p, dy, x, dw);
       if (avx512::depthwise_channels_in_lanes_applies(p))
         return avx512::depthwise_backward_weight_channels_in_lanes_f32(p, dy, x, dw);
       if (avx512::depthwise_in_registers_applies(p))

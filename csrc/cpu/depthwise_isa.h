@@ -43,6 +43,8 @@ void depthwise_backward_input_stride2_in_registers_f32(const ConvParams& p, cons
 bool depthwise_pair_planes_applies(const ConvParams& p);
 void depthwise_forward_pair_planes_f32(const ConvParams& p, const float* x, const float* w,
                                        const float* bias, float* y);
+void depthwise_backward_weight_pair_planes_f32(const ConvParams& p, const float* dy, const float* x,
+                                               float* dw);
 bool depthwise_rank1_in_registers_applies(const ConvParams& col, const ConvParams& row);
 void depthwise_rank1_forward_in_registers_f32(const ConvParams& col, const ConvParams& row,
                                               const float* x, const float* w_col,
