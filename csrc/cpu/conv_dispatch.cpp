@@ -47,7 +47,7 @@ void conv2d_backward_weight(ConvAlgo algo, const ConvParams& p, const T* dy, con
     case ConvAlgo::Depthwise: CC_ASSERT(p.is_depthwise()); return depthwise_backward_weight(p, dy, x, dw);
     case ConvAlgo::WinogradF2:
     case ConvAlgo::WinogradF4:
-      return conv2d_backward_weight_winograd(algo == ConvAlgo::WinogradF2 ? 2 : 4, p, dy, x, dw);
+      return conv2d_backward_weight_winograd(p, dy, x, dw);
   }
 }
 

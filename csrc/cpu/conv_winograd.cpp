@@ -332,10 +332,11 @@ bool winograd_weight_grad_wins(const ConvParams& p) {
 }
 
 template <typename T>
-void conv2d_backward_weight_winograd(int tile_m, const ConvParams& p, const T* dy, const T* x, T* dw) {
+void conv2d_backward_weight_winograd(const ConvParams& p, const T* dy, const T* x, T* dw) {
   if constexpr (std::is_same_v<T, float>) {
-    // whichever tile the forward ran: F(3x3,2x2) needs only a 3x3 stride-1 kernel (with F(4x4)
-    // forwards from 128 channels, dW had fallen back to im2col: VGG's f+b 122 -> 265 ms)
+    // whichever tile the forward ran (so no tile argument): F(3x3,2x2) needs only a 3x3 stride-1
+    // kernel (tied to F(2x2), dW under F(4x4) forwards from 128 channels had fallen back to
+    // im2col: VGG's f+b 122 -> 265 ms)
     if (winograd_weight_grad_wins(p)) {  // (3x3 kernels only)
       switch (active_isa()) {
         case Isa::Avx512: return avx512::winograd_f2_backward_weight_f32(p, dy, x, dw, num_threads());
@@ -347,10 +348,10 @@ void conv2d_backward_weight_winograd(int tile_m, const ConvParams& p, const T* d
   conv2d_backward_weight_im2col(p, dy, x, dw);
 }
 
-template void conv2d_backward_weight_winograd<float>(int, const ConvParams&, const float*,
-                                                     const float*, float*);
-template void conv2d_backward_weight_winograd<double>(int, const ConvParams&, const double*,
-                                                      const double*, double*);
+template void conv2d_backward_weight_winograd<float>(const ConvParams&, const float*, const float*,
+                                                     float*);
+template void conv2d_backward_weight_winograd<double>(const ConvParams&, const double*, const double*,
+                                                      double*);
 
 template <typename T>
 void conv2d_forward_winograd(int tile_m, const ConvParams& p, const T* x, const T* w, const T* bias,

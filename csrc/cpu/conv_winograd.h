@@ -60,6 +60,6 @@ void winograd_f2_backward_weight_f32(const ConvParams& p, const float* dy, const
 // winograd_weight_grad_wins(p): the F(3x3,2x2) driver; otherwise im2col's.
 bool winograd_weight_grad_wins(const ConvParams& p);
 template <typename T>
-void conv2d_backward_weight_winograd(int tile_m, const ConvParams& p, const T* dy, const T* x, T* dw);
+void conv2d_backward_weight_winograd(const ConvParams& p, const T* dy, const T* x, T* dw);
 
 }  // namespace convcore::cpu
