@@ -37,11 +37,12 @@ constexpr int kVL = 8;
 }  // namespace wg_impl_half
 
 // Fraction of transform lanes a tile row of tiles_w tiles fills with vectors of `lanes`: all of
-// them where 2-4 whole tile rows stack in a vector (stacked_rows in the .inc), else one row's
-// tiles over the vectors it needs. With 4 tiles a row both builds stack, and the 16-lane one
-// (4 rows a vector) ran 2-4% faster than the 8-lane one (2 rows): book.conv3-6, 2 threads.
-double lane_use(int64_t tiles_w, int64_t lanes) {
-  if (tiles_w < lanes && lanes % tiles_w == 0 && lanes / tiles_w <= 4) return 1.0;
+// them where whole tile rows stack in a vector (`stacks`: that build's tile_rows_per_vector > 1),
+// else one row's tiles over the vectors it needs. With 4 tiles a row both builds stack, and the
+// 16-lane one (4 rows a vector) ran 2-4% faster than the 8-lane one (2 rows): book.conv3-6, 2
+// threads.
+double lane_use(int64_t tiles_w, int64_t lanes, bool stacks) {
+  if (stacks) return 1.0;
   return double(tiles_w) / double(lanes * ((tiles_w + lanes - 1) / lanes));
 }
 }  // namespace
@@ -49,7 +50,8 @@ double lane_use(int64_t tiles_w, int64_t lanes) {
 void winograd_forward_f32(int tile_m, const ConvParams& p, const float* x, const float* w,
                           const float* bias, float* y, int threads) {
   const int64_t tiles_w = (p.out_w + tile_m - 1) / tile_m;
-  const bool half = lane_use(tiles_w, 8) > lane_use(tiles_w, 16);
+  const bool half = lane_use(tiles_w, 8, wg_impl_half::tile_rows_per_vector(tiles_w) > 1) >
+                    lane_use(tiles_w, 16, wg_impl::tile_rows_per_vector(tiles_w) > 1);
   if (tile_m == 4)
     return half ? wg_impl_half::winograd_forward<4>(p, x, w, bias, y, threads)
                 : wg_impl::winograd_forward<4>(p, x, w, bias, y, threads);
