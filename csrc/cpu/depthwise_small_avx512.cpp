@@ -58,6 +58,27 @@ inline void taps_stride1(__m512 p, __m512* t) {
   t[2] = _mm512_castsi512_ps(_mm512_alignr_epi32(z, pi, 2));
 }
 
+// The same across a row held in consecutive vectors: the tap vectors of vector `here`, its
+// successor `next` supplying the lanes shifted in.
+inline void taps_stride1_across(__m512i here, __m512i next, __m512* t) {
+  t[0] = _mm512_castsi512_ps(here);
+  t[1] = _mm512_castsi512_ps(_mm512_alignr_epi32(next, here, 1));
+  t[2] = _mm512_castsi512_ps(_mm512_alignr_epi32(next, here, 2));
+}
+
+// Stride 2 across a row held in consecutive vectors: the tap vectors of 16 outputs whose padded
+// columns start at vector lo, continue in hi and end in next's first lane: t[kx][j] = padded
+// column 2j + kx (the even columns, the odd ones, the even ones shifted by one).
+inline void taps_stride2_across(__m512 lo, __m512 hi, __m512 next, __m512* t) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const __m512i next_even = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
+  const __m512 e = _mm512_permutex2var_ps(lo, even, hi);
+  t[0] = e;
+  t[1] = _mm512_permutex2var_ps(lo, odd, hi);
+  t[2] = _mm512_permutex2var_ps(e, next_even, next);
+}
+
 // Stride 2: the padded row spans lo (lanes 0-15) and hi (16-31); tap vectors
 // t[kx][j] = p[2j + kx]: the even columns, the odd ones, the even ones from the next.
 template <int PL>
@@ -141,6 +162,15 @@ inline __m512 nine_taps(__m512 acc, const __m512* wv, const __m512* r0, const __
   for (int kx = 0; kx < 3; ++kx) acc = _mm512_fmadd_ps(wv[3 + kx], r1[kx], acc);
   for (int kx = 0; kx < 3; ++kx) acc = _mm512_fmadd_ps(wv[6 + kx], r2[kx], acc);
   return acc;
+}
+
+// sums[ky * 3 + kx] += d * tap (ky, kx) of three padded rows' tap vectors (the weight gradient's
+// twin of nine_taps)
+inline void add_nine_products(__m512* sums, __m512 d, const __m512* r0, const __m512* r1,
+                              const __m512* r2) {
+  for (int kx = 0; kx < 3; ++kx) sums[kx] = _mm512_fmadd_ps(d, r0[kx], sums[kx]);
+  for (int kx = 0; kx < 3; ++kx) sums[3 + kx] = _mm512_fmadd_ps(d, r1[kx], sums[3 + kx]);
+  for (int kx = 0; kx < 3; ++kx) sums[6 + kx] = _mm512_fmadd_ps(d, r2[kx], sums[6 + kx]);
 }
 
 // Stride 1: the same sums over a window of three padded rows' tap vectors kept in registers, the
@@ -264,9 +294,7 @@ void weight_gradient(const ConvParams& p, const float* dy, const float* x, float
       for (int64_t oy = 0; oy < p.out_h; ++oy) {
         const __m512 d = _mm512_maskz_loadu_ps(out_mask, dy_plane + oy * p.out_w);
         const __m512(*rows)[3] = tv + oy * p.stride_h;
-        for (int ky = 0; ky < 3; ++ky)
-          for (int kx = 0; kx < 3; ++kx)
-            acc[ky * 3 + kx] = _mm512_fmadd_ps(d, rows[ky][kx], acc[ky * 3 + kx]);
+        add_nine_products(acc, d, rows[0], rows[1], rows[2]);
       }
     }
     for (int t = 0; t < 9; ++t) dw[c * 9 + t] = _mm512_reduce_add_ps(acc[t]);
@@ -333,24 +361,15 @@ struct WideRows {
     }
     __m512i padded[NV + 2];
     load_padded_row<PL, NV>(x + iy * p.w, in_mask, padded);
-    if constexpr (SW == 1) {
-      for (int v = 0; v < NV; ++v) {
-        t[0][v] = _mm512_castsi512_ps(padded[v]);
-        t[1][v] = _mm512_castsi512_ps(_mm512_alignr_epi32(padded[v + 1], padded[v], 1));
-        t[2][v] = _mm512_castsi512_ps(_mm512_alignr_epi32(padded[v + 1], padded[v], 2));
+    for (int v = 0; v < kOutVectors; ++v) {
+      __m512 tv[3];
+      if constexpr (SW == 1) {
+        taps_stride1_across(padded[v], padded[v + 1], tv);
+      } else {  // the even, odd and next even columns of each 32
+        taps_stride2_across(_mm512_castsi512_ps(padded[2 * v]), _mm512_castsi512_ps(padded[2 * v + 1]),
+                            _mm512_castsi512_ps(padded[2 * v + 2]), tv);
       }
-    } else {  // the even, odd and next even columns of each 32
-      const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-      const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-      const __m512i next_even = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
-      for (int v = 0; v < kOutVectors; ++v) {
-        const __m512 lo = _mm512_castsi512_ps(padded[2 * v]);
-        const __m512 hi = _mm512_castsi512_ps(padded[2 * v + 1]);
-        const __m512 e = _mm512_permutex2var_ps(lo, even, hi);
-        t[0][v] = e;
-        t[1][v] = _mm512_permutex2var_ps(lo, odd, hi);
-        t[2][v] = _mm512_permutex2var_ps(e, next_even, _mm512_castsi512_ps(padded[2 * v + 2]));
-      }
+      for (int kx = 0; kx < 3; ++kx) t[kx][v] = tv[kx];
     }
   }
 };
@@ -437,9 +456,9 @@ void wide_strip(const ConvParams& p, const float* x, const __mmask16* in_masks,
       const __m512i here = next;
       next = _mm512_castps_si512(
           _mm512_maskz_loadu_ps(in_mask[v + 1], lanes_before(row + 16 * (v + 1), PL)));
-      t[0][v] = _mm512_castsi512_ps(here);
-      t[1][v] = _mm512_castsi512_ps(_mm512_alignr_epi32(next, here, 1));
-      t[2][v] = _mm512_castsi512_ps(_mm512_alignr_epi32(next, here, 2));
+      __m512 tv[3];
+      taps_stride1_across(here, next, tv);
+      for (int kx = 0; kx < 3; ++kx) t[kx][v] = tv[kx];
     }
   };
   auto out_row = [&](int64_t oy, const Taps& r0, const Taps& r1, const Taps& r2) {
@@ -486,9 +505,6 @@ void wide_plane_stride2(const ConvParams& p, const float* x, const float* wk, fl
   __mmask16 out_mask[NO];
   __m512 wv[9], bv;
   wide_plane_constants<NO>(p, wk, bias, out_mask, wv, bv);
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-  const __m512i next_even = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
   // t[kx][j] = padded column 2 (16 v + j) + kx of padded row r (zeros outside the image)
   auto taps = [&](int64_t r, int v, __m512* t) {
     const int64_t iy = r - p.pad_top;
@@ -500,10 +516,7 @@ void wide_plane_stride2(const ConvParams& p, const float* x, const float* wk, fl
     const __m512 lo = _mm512_maskz_loadu_ps(in_mask[2 * v], lanes_before(row, PL));
     const __m512 hi = _mm512_maskz_loadu_ps(in_mask[2 * v + 1], lanes_before(row + 16, PL));
     const __m512 next = _mm512_maskz_loadu_ps(in_mask[2 * v + 2], lanes_before(row + 32, PL));
-    const __m512 e = _mm512_permutex2var_ps(lo, even, hi);
-    t[0] = e;
-    t[1] = _mm512_permutex2var_ps(lo, odd, hi);
-    t[2] = _mm512_permutex2var_ps(e, next_even, next);
+    taps_stride2_across(lo, hi, next, t);
   };
   __m512 top[NO][3];  // padded row 2oy's taps, per output vector
   for (int v = 0; v < NO; ++v) taps(0, v, top[v]);
@@ -870,9 +883,7 @@ void depthwise_backward_weight_pair_planes_f32(const ConvParams& p, const float*
       auto out_row = [&](int64_t oy, const __m512* r0, const __m512* r1, const __m512* r2) {
         __m512 d = _mm512_maskz_loadu_ps(out_bits, da + oy * p.out_w);
         if (db) d = _mm512_mask_loadu_ps(d, out_b, lanes_before(db + oy * p.out_w, b0));
-        for (int kx = 0; kx < 3; ++kx) acc[kx] = _mm512_fmadd_ps(d, r0[kx], acc[kx]);
-        for (int kx = 0; kx < 3; ++kx) acc[3 + kx] = _mm512_fmadd_ps(d, r1[kx], acc[3 + kx]);
-        for (int kx = 0; kx < 3; ++kx) acc[6 + kx] = _mm512_fmadd_ps(d, r2[kx], acc[6 + kx]);
+        add_nine_products(acc, d, r0, r1, r2);
       };
       roll_three_rows<__m512[3]>(p.out_h, taps, out_row);
     }
