@@ -124,63 +124,6 @@ def test_column_after_the_numpy_baseline_waits_for_blas_to_settle(monkeypatch):
     assert bench_runner.BLAS_SETTLE_S >= 0.1
 
 
-def test_measure_alternating_takes_the_columns_in_turn():
-    from convcore.bench.timing import Budget, measure_alternating
-    calls = []
-    fns = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
-    timings = measure_alternating(fns, Budget(1.0, min_reps=1, max_reps=50, fixed_reps=3))
-    # one warm-up each, then rounds a b, b a, a b, each timed call after an untimed one of its
-    # own (fast calls)
-    assert calls == ["a", "b"] + ["a", "a", "b", "b", "b", "b", "a", "a", "a", "a", "b", "b"]
-    assert set(timings) == {"a", "b"}
-    assert all(t.reps == 3 and len(t.samples_ms) == 3 for t in timings.values())
-
-
-def test_measure_alternating_fits_the_budget_of_each_column():
-    # reps from the whole round's warm-up time: two 30 ms calls (a round above REWARM_BELOW_S,
-    # so no re-warming calls) in a 0.1 s budget each get 0.2 s / 60 ms = 3 rounds (2 if the
-    # sleeps overrun; re-warming calls would leave room for 1)
-    import time as _time
-    from convcore.bench.timing import REWARM_BELOW_S, Budget, measure_alternating
-    assert 0.06 > REWARM_BELOW_S
-    calls = []
-
-    def call(key):
-        calls.append(key)
-        _time.sleep(0.03)
-    fns = {"a": lambda: call("a"), "b": lambda: call("b")}
-    timings = measure_alternating(fns, Budget(0.1, min_reps=1, max_reps=6))
-    reps = timings["a"].reps
-    assert reps in (2, 3) and timings["b"].reps == reps
-    assert all(t.median_ms >= 30.0 for t in timings.values())
-    assert calls == ["a", "b"] + [k for r in range(reps) for k in (("a", "b"), ("b", "a"))[r % 2]]
-
-
-def test_ratio_columns_are_timed_in_alternation(monkeypatch):
-    """convcore beside PyTorch, forward and forward+backward: one alternating measurement each."""
-    pytest.importorskip("torch")
-    from convcore.bench import runner as bench_runner
-    from convcore.bench.timing import Budget
-
-    groups = []
-    real = bench_runner.measure_alternating
-
-    def recording(fns, budget):
-        groups.append(tuple(fns))
-        return real(fns, budget)
-
-    monkeypatch.setattr(bench_runner, "measure_alternating", recording)
-    monkeypatch.setattr(bench_runner.time, "sleep", lambda s: None)
-    settings = bench_runner.Settings(1, Budget(0.001, 1, 1, 1), Budget(0.001, 1, 1, 1),
-                                     probe_seconds=0.002, probe_samples=1, bw_passes=1)
-    runner = bench_runner.Runner(settings, select_rows("default", "mnv1.dw1024.s1"))
-    runner.probes.measure("test")
-    result = runner.run_row(runner.rows[0], np.random.default_rng(0))
-    assert groups == [("convcore", "torch"), ("convcore_fwdbwd", "torch_fwdbwd")]
-    assert set(result["times"]) == {"convcore", "torch", "numpy", "convcore_fwdbwd", "torch_fwdbwd"}
-    assert result["x_torch"] == pytest.approx(result["times"]["torch"] / result["times"]["convcore"])
-
-
 def test_gemm_two_thread_target_needs_strictly_faster_than_numpy():
     # The issue asks for a GEMM "faster than numpy.matmul" on 2 threads: a tie is not met.
     from convcore.bench.runner import summarize

@@ -13,7 +13,7 @@ import convcore
 from .cases import NotAvailable
 from .machine import Probes
 from .targets import TARGETS
-from .timing import Budget, measure, measure_alternating
+from .timing import Budget, measure
 
 # Which baseline columns a row has: (key, runner method, needs torch)
 COLUMNS = (
@@ -23,10 +23,6 @@ COLUMNS = (
     ("convcore_fwdbwd", "convcore_fwdbwd", False),
     ("torch_fwdbwd", "torch_fwdbwd", True),
 )
-# The columns timed together, in alternation (timing.measure_alternating): each ratio to PyTorch
-# compares samples from the same stretch of time. The NumPy baseline is timed alone, with its own
-# budget, and the BLAS settle after it.
-COLUMN_GROUPS = (("convcore", "torch"), ("numpy",), ("convcore_fwdbwd", "torch_fwdbwd"))
 
 
 class Settings:
@@ -120,59 +116,36 @@ class Runner:
         if hasattr(case, "unfused_extra_bytes"):
             result["mb_unfused"] = (case.bytes + case.unfused_extra_bytes) * 1e-6
         with blas_threads(threads):
-            for keys in COLUMN_GROUPS:
-                self._time_columns(case, keys, result)
-                if "numpy" in keys and "numpy" in result["times"]:
+            for key, method, needs_torch in COLUMNS:
+                self._time_column(case, key, method, needs_torch, result)
+                if key == "numpy" and key in result["times"]:
                     time.sleep(BLAS_SETTLE_S)
         case.release()
         self._derive(result, case, reading, threads)
         return result
 
-    def _column_fn(self, case, key, result):
-        """The call column `key` times, or None with a note saying why the column is empty."""
-        method, needs_torch = next((m, t) for k, m, t in COLUMNS if k == key)
+    def _time_column(self, case, key, method, needs_torch, result):
         if needs_torch and self.torch is None:
             result["notes"][key] = self.torch_reason
-            return None
+            return
         if key == "numpy" and not self.s.use_numpy:
             result["notes"][key] = "skipped (--no-numpy)"
-            return None
+            return
         try:
-            return getattr(case, method)(self.torch) if needs_torch else getattr(case, method)()
-        except Exception as exc:
-            self._column_failed(result, key, exc)
-            return None
-
-    def _column_failed(self, result, key, exc):
-        if isinstance(exc, NotAvailable):
+            fn = getattr(case, method)(self.torch) if needs_torch else getattr(case, method)()
+            budget = self.s.numpy_budget if key == "numpy" else self.s.budget
+            timing = measure(fn, budget)
+        except NotAvailable as exc:
             result["notes"][key] = str(exc)
             return
-        # a failing column must not end the run; the table says why
-        result["notes"][key] = f"error ({type(exc).__name__})"
-        print(f"[bench] {result['name']} {key}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        if self.s.verbose:
-            traceback.print_exc()
-
-    def _time_columns(self, case, keys, result):
-        fns = {key: fn for key in keys if (fn := self._column_fn(case, key, result)) is not None}
-        if len(fns) > 1:
-            try:
-                timings = measure_alternating(fns, self.s.budget)
-            except Exception:  # time them one by one, so the note lands on the failing column
-                pass
-            else:
-                for key, timing in timings.items():
-                    result["times"][key] = timing.median_ms
-                    result["reps"][key] = timing.reps
-                return
-        for key, fn in fns.items():
-            try:
-                timing = measure(fn, self.s.numpy_budget if key == "numpy" else self.s.budget)
-            except Exception as exc:
-                self._column_failed(result, key, exc)
-                continue
-            result["times"][key] = timing.median_ms
-            result["reps"][key] = timing.reps
+        except Exception as exc:  # a failing column must not end the run; the table says why
+            result["notes"][key] = f"error ({type(exc).__name__})"
+            print(f"[bench] {result['name']} {key}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            if self.s.verbose:
+                traceback.print_exc()
+            return
+        result["times"][key] = timing.median_ms
+        result["reps"][key] = timing.reps
 
     @staticmethod
     def _derive(result, case, reading, threads):

@@ -1,5 +1,4 @@
-"""Wall-clock timing: warm-up, then the median of repetitions chosen to fit a time budget; for
-columns compared with each other, repetitions taken in alternation."""
+"""Wall-clock timing: warm-up, then the median of repetitions chosen to fit a time budget."""
 import math
 import statistics
 import time
@@ -58,45 +57,3 @@ def measure(fn, budget):
         fn()
         samples.append((time.perf_counter() - t0) * 1e3)
     return Timing(statistics.median(samples), reps, samples)
-
-
-# Below this much time a round (one call of each column), every timed call in measure_alternating
-# follows an untimed call of its own.
-REWARM_BELOW_S = 0.05
-
-
-def measure_alternating(fns, budget):
-    """Median wall times of several calls timed in alternation: {key: Timing}. Each takes one
-    untimed warm-up; then every round calls each in turn (the order reversed every other round),
-    so the columns' samples spread over the same stretch of time. Why: on the shared dev VM
-    other tenants slow everything for windows of seconds (a 50-call median of one depthwise
-    conv2d moved 68 -> 108 us within 3 s), so two columns timed one after the other could land
-    in different windows and their ratio carry that noise; timed in turn they meet the same
-    conditions. Where a round is short, each timed call follows an untimed call of its own, so
-    it finds the caches as back-to-back repetition leaves them, not as the other column's call
-    did (timed straight after PyTorch's pooling, a 0.7 ms max_pool2d ran 15-30% slower: its 32 MB
-    no longer half in L3). The rounds get the time `budget` would give each column alone."""
-    keys = list(fns)
-    warm = {}
-    for key in keys:
-        t0 = time.perf_counter()
-        fns[key]()
-        warm[key] = time.perf_counter() - t0
-    rewarm = sum(warm.values()) < REWARM_BELOW_S
-    round_s = max(sum(warm.values()) * (2 if rewarm else 1), 1e-6)
-    if budget.fixed_reps > 0:
-        reps = budget.fixed_reps
-    else:
-        total = budget.seconds * len(keys)
-        reps = int(total / round_s)
-        reps = max(budget.min_reps, min(budget.max_reps, reps))
-        reps = min(reps, max(1, math.ceil(3 * total / round_s)))  # as measure(): slow calls
-    samples = {key: [] for key in keys}
-    for r in range(reps):
-        for key in (keys if r % 2 == 0 else reversed(keys)):
-            if rewarm:
-                fns[key]()
-            t0 = time.perf_counter()
-            fns[key]()
-            samples[key].append((time.perf_counter() - t0) * 1e3)
-    return {key: Timing(statistics.median(samples[key]), reps, samples[key]) for key in keys}
