@@ -245,10 +245,11 @@ PairLayout pair_layout(const ConvParams& p, bool alone = false) {
 // Padded row r's tap vectors of planes xa and xb in the pair layout above: A's row a masked
 // load into lanes [pl, pl + w) (in_a), B's into [b0 + pl, ...) (in_b; none when A is alone).
 // (Inlined by force, as are the kernels below: called, it took the layout through memory.)
+template <int kRows = 0>
 __attribute__((always_inline)) inline void pair_taps(const PairLayout& g, const float* xa,
                                                      const float* xb, int64_t r, __m512* t) {
-  const int64_t iy = r - g.pad_top;
-  if (iy < 0 || iy >= g.h) {
+  const int64_t iy = r - (kRows ? 1 : g.pad_top);
+  if (iy < 0 || iy >= (kRows ? kRows : g.h)) {
     t[0] = t[1] = t[2] = _mm512_setzero_ps();
     return;
   }
@@ -264,24 +265,28 @@ inline void pair_kernels(const PairLayout& g, const float* wa, const float* wb, 
 }
 
 // Planes xa and xb -> ya, yb with their kernels wa, wb and biases (xb = xa, yb = ya, wb = wa
-// under an `alone` layout). The layout comes by value, a copy the loops keep in registers.
+// under an `alone` layout). The layout comes by value, a copy the loops keep in registers;
+// kRows as pair_planes_forward_range's.
+template <int kRows = 0>
 __attribute__((always_inline)) inline void plane_pair_rolling(
     const PairLayout g, const float* xa, const float* xb, const float* wa, const float* wb,
     float bias_a, float bias_b, float* ya, float* yb) {
   __m512 wv[9];
   pair_kernels(g, wa, wb, wv);
   const __m512 bv = _mm512_mask_blend_ps(g.lanes_b, _mm512_set1_ps(bias_a), _mm512_set1_ps(bias_b));
-  auto taps = [&](int64_t r, __m512* t) { pair_taps(g, xa, xb, r, t); };
+  auto taps = [&](int64_t r, __m512* t) { pair_taps<kRows>(g, xa, xb, r, t); };
   auto out_row = [&](int64_t oy, const __m512* r0, const __m512* r1, const __m512* r2) {
     const __m512 acc = nine_taps(bv, wv, r0, r1, r2);
     _mm512_mask_storeu_ps(ya + oy * g.out_w, g.out_a, acc);
     _mm512_mask_storeu_ps(lanes_before(yb + oy * g.out_w, g.b0), g.out_b, acc);
   };
-  roll_three_rows<__m512[3]>(g.out_h, taps, out_row);
+  roll_three_rows<__m512[3]>(kRows ? kRows : g.out_h, taps, out_row);
 }
 
 // Pairs [first, last) of a forward over c-channel planes (pair i: planes 2i and 2i + 1), the
-// layout a by-value copy the loop keeps in registers.
+// layout a by-value copy the loop keeps in registers. kRows: 0, or the plane's height and
+// output height when both are that with one padding row above and below.
+template <int kRows>
 void pair_planes_forward_range(const PairLayout g, int64_t c, const float* x, const float* w,
                                const float* bias, float* y, int64_t first, int64_t last) {
   const int64_t in_plane = g.h * g.w, out_plane = g.out_h * g.out_w;
@@ -289,7 +294,7 @@ void pair_planes_forward_range(const PairLayout g, int64_t c, const float* x, co
   for (int64_t pair = first; pair < last; ++pair) {
     if (interrupted()) return;  // Ctrl-C: see cpu/parallel.h
     const int64_t a = 2 * pair;
-    plane_pair_rolling(g, x + a * in_plane, x + (a + 1) * in_plane, w + ca * 9, w + cb * 9,
+    plane_pair_rolling<kRows>(g, x + a * in_plane, x + (a + 1) * in_plane, w + ca * 9, w + cb * 9,
                        bias ? bias[ca] : 0.0f, bias ? bias[cb] : 0.0f, y + a * out_plane,
                        y + (a + 1) * out_plane);
     ca = ca + 2 < c ? ca + 2 : ca + 2 - c;
@@ -939,7 +944,15 @@ void depthwise_forward_pair_planes_f32(const ConvParams& p, const float* x, cons
 #pragma omp parallel num_threads(num_threads())
   {
     const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
-    pair_planes_forward_range(g, p.c, x, w, bias, y, pairs * t / threads, pairs * (t + 1) / threads);
+    const int64_t first = pairs * t / threads, last = pairs * (t + 1) / threads;
+    // 7x7 maps padded by 1 (the last stage of ImageNet networks at 224 pixels: MobileNet's
+    // 1024 channels) with the rows known to the compiler: the padding rows' tests and the
+    // rolling window's exits fold away. (8,1024,7,7), kernel alone: one thread 0.122 -> 0.100
+    // ms, two 0.059 -> 0.052.
+    if (p.h == 7 && p.out_h == 7 && p.pad_top == 1)
+      pair_planes_forward_range<7>(g, p.c, x, w, bias, y, first, last);
+    else
+      pair_planes_forward_range<0>(g, p.c, x, w, bias, y, first, last);
   }
   if (planes % 2 == 1 && !interrupted()) {  // the last plane alone
     const int64_t a = planes - 1, ca = a % p.c, in_plane = p.h * p.w, out_plane = p.out_h * p.out_w;
