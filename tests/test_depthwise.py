@@ -254,12 +254,15 @@ def test_wide_rows_in_registers_exact(rng, stride):
     stride 1's forward, input gradient (the turned forward) and weight gradient from a rolling
     window of three rows' tap vectors, stride 2's input gradient from a window of three rows of
     sums; at every left pad, odd and even heights (a last padded row no dy row reaches), rows
-    filling the vectors exactly or by one column, and one past the limit (the row kernels)."""
+    filling the vectors exactly or by one column, and one past the limit (the row kernels). Rows
+    of 5-8 output vectors take stride 1's weight gradient in strips of up to 4 (70, 90 and 112
+    wide: a last strip of 1, 2 or 3)."""
     for isa in ISAS:
         with forced_isa(isa):
             for pads in [(0, 0, 0, 0), (1, 1, 1, 1), (2, 2, 2, 2), (2, 0, 1, 2)]:
                 extra = pads[2] + pads[3]
-                for width in (17, 32 - extra, 33 - extra, 60, 128 - extra, 129 - extra, 131):
+                for width in (17, 32 - extra, 33 - extra, 60, 70, 90, 112, 128 - extra,
+                              129 - extra, 131):
                     for height in (7, 8):
                         c = 3
                         x = small_ints(rng, (2, c, height, width), np.float32)

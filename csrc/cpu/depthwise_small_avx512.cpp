@@ -480,6 +480,30 @@ inline void padded_vector_masks(int64_t w, int64_t pl, int count, __mmask16* mas
 // 1.19-1.37 -> 0.83-0.91 ms, two 0.58-0.61 -> 0.39; (8,128,56,56) even (0.77-0.82 -> 0.77-0.79).
 // Strips of 2 vectors re-read each row 4 times and ran slower (1.11 ms).
 constexpr int kStripVectors = 4;
+
+// Padded row r's tap vectors for a strip's output vectors [v0, v0 + CNT) (stride 1): its padded
+// vectors v0 .. v0 + CNT, each a masked load straight off the input row (in_mask: the strip's own
+// CNT + 1 masks), zeros for a padding row.
+template <int PL, int CNT>
+inline void strip_taps(const ConvParams& p, const float* x, const __mmask16* in_mask, int v0,
+                       int64_t r, WideTaps<CNT>& t) {
+  const int64_t iy = r - p.pad_top;
+  if (iy < 0 || iy >= p.h) {
+    for (int kx = 0; kx < 3; ++kx)
+      for (int v = 0; v < CNT; ++v) t[kx][v] = _mm512_setzero_ps();
+    return;
+  }
+  const float* row = x + iy * p.w + 16 * v0;
+  __m512i next = _mm512_castps_si512(_mm512_maskz_loadu_ps(in_mask[0], lanes_before(row, PL)));
+  for (int v = 0; v < CNT; ++v) {
+    const __m512i here = next;
+    next = _mm512_castps_si512(
+        _mm512_maskz_loadu_ps(in_mask[v + 1], lanes_before(row + 16 * (v + 1), PL)));
+    __m512 tv[3];
+    taps_stride1_across(here, next, tv);
+    for (int kx = 0; kx < 3; ++kx) t[kx][v] = tv[kx];
+  }
+}
 // Output vectors [v0, v0 + CNT) of a plane: its padded vectors [v0, v0 + CNT] give their taps.
 template <int PL, int CNT>
 void wide_strip(const ConvParams& p, const float* x, const __mmask16* in_masks,
@@ -492,24 +516,7 @@ void wide_strip(const ConvParams& p, const float* x, const __mmask16* in_masks,
   for (int v = 0; v <= CNT; ++v) in_mask[v] = in_masks[v0 + v];
   for (int v = 0; v < CNT; ++v) out_mask[v] = out_masks[v0 + v];
   using Taps = WideTaps<CNT>;
-  auto load = [&](int64_t r, Taps& t) {
-    const int64_t iy = r - p.pad_top;
-    if (iy < 0 || iy >= p.h) {
-      for (int kx = 0; kx < 3; ++kx)
-        for (int v = 0; v < CNT; ++v) t[kx][v] = _mm512_setzero_ps();
-      return;
-    }
-    const float* row = x + iy * p.w + 16 * v0;
-    __m512i next = _mm512_castps_si512(_mm512_maskz_loadu_ps(in_mask[0], lanes_before(row, PL)));
-    for (int v = 0; v < CNT; ++v) {
-      const __m512i here = next;
-      next = _mm512_castps_si512(
-          _mm512_maskz_loadu_ps(in_mask[v + 1], lanes_before(row + 16 * (v + 1), PL)));
-      __m512 tv[3];
-      taps_stride1_across(here, next, tv);
-      for (int kx = 0; kx < 3; ++kx) t[kx][v] = tv[kx];
-    }
-  };
+  auto load = [&](int64_t r, Taps& t) { strip_taps<PL, CNT>(p, x, in_mask, v0, r, t); };
   auto out_row = [&](int64_t oy, const Taps& r0, const Taps& r1, const Taps& r2) {
     float* out = y + oy * p.out_w + 16 * v0;
     for (int v = 0; v < CNT; ++v)
@@ -645,6 +652,64 @@ void wide_weight_gradient_rolling(const ConvParams& p, const float* dy, const fl
   }
 }
 
+// Rows of more than kWeightStripVectors output vectors (112-wide maps: 7): the same sums in the
+// forward's strips (wide_strip) of up to kWeightStripVectors output vectors, each walked down the
+// plane over a rolling window of three rows' tap vectors. Over whole rows the window held 3 x 3 x
+// 8 tap vectors, all through the stack. One thread, kernel alone, best of 5 runs: (8,32,112,112)
+// 1.25 -> 1.04 ms, (2,32,112,112) in cache 0.286 -> 0.195. Strips of 2 (9 sums + 18 taps + dy in
+// registers, but each plane walked 4 times) ran 1.48 and 0.257; and on rows of 2-4 vectors the
+// strip form lost to the whole-row window ((8,256,28,28) 0.40 -> 0.57), so those keep it.
+constexpr int kWeightStripVectors = 4;
+
+// sums[9] += the products of output vectors [v0, v0 + CNT) of one plane (x, its dy)
+template <int PL, int CNT>
+void weight_gradient_strip(const ConvParams& p, const float* x, const float* dy,
+                           const __mmask16* in_masks, const __mmask16* out_masks, int v0,
+                           __m512* sums) {
+  __m512 acc[9];  // local copies, in registers down the strip
+  for (int t = 0; t < 9; ++t) acc[t] = sums[t];
+  __mmask16 in_mask[CNT + 1], out_mask[CNT];
+  for (int v = 0; v <= CNT; ++v) in_mask[v] = in_masks[v0 + v];
+  for (int v = 0; v < CNT; ++v) out_mask[v] = out_masks[v0 + v];
+  using Taps = WideTaps<CNT>;
+  auto load = [&](int64_t r, Taps& t) { strip_taps<PL, CNT>(p, x, in_mask, v0, r, t); };
+  auto add_row = [&](int64_t oy, const Taps& r0, const Taps& r1, const Taps& r2) {
+    const float* d_row = dy + oy * p.out_w + 16 * v0;
+    for (int v = 0; v < CNT; ++v)
+      add_nine_products<CNT>(acc, _mm512_maskz_loadu_ps(out_mask[v], d_row + 16 * v), r0, r1, r2, v);
+  };
+  roll_three_rows<Taps>(p.out_h, load, add_row);
+  for (int t = 0; t < 9; ++t) sums[t] = acc[t];
+}
+
+template <int PL, int NV>
+void wide_weight_gradient_strips(const ConvParams& p, const float* dy, const float* x, float* dw) {
+  const int64_t in_plane = p.h * p.w, out_plane = p.out_h * p.out_w;
+  __mmask16 in_mask[NV + 1], out_mask[NV];
+  padded_vector_masks(p.w, PL, NV + 1, in_mask);
+  row_vector_masks(p.out_w, NV, out_mask);
+  const int out_vectors = static_cast<int>(std::min<int64_t>(NV, (p.out_w + 15) / 16));
+#pragma omp parallel for schedule(static) num_threads(num_threads())
+  for (int64_t c = 0; c < p.c; ++c) {
+    if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
+    __m512 acc[9];
+    for (int t = 0; t < 9; ++t) acc[t] = _mm512_setzero_ps();
+    for (int64_t n = 0; n < p.n; ++n) {  // in order, one channel a thread: thread-count free
+      const float* xp = x + (n * p.c + c) * in_plane;
+      const float* dyp = dy + (n * p.c + c) * out_plane;
+      for (int v0 = 0; v0 < out_vectors; v0 += kWeightStripVectors) {
+        switch (std::min(kWeightStripVectors, out_vectors - v0)) {
+          case 4: weight_gradient_strip<PL, 4>(p, xp, dyp, in_mask, out_mask, v0, acc); break;
+          case 3: weight_gradient_strip<PL, 3>(p, xp, dyp, in_mask, out_mask, v0, acc); break;
+          case 2: weight_gradient_strip<PL, 2>(p, xp, dyp, in_mask, out_mask, v0, acc); break;
+          default: weight_gradient_strip<PL, 1>(p, xp, dyp, in_mask, out_mask, v0, acc); break;
+        }
+      }
+    }
+    for (int t = 0; t < 9; ++t) dw[c * 9 + t] = _mm512_reduce_add_ps(acc[t]);
+  }
+}
+
 // fn<PL, NV>(args...) for the call's left pad and vectors per row
 template <template <int, int> class Fn, typename... Args>
 void wide_dispatch(const ConvParams& p, Args... args) {
@@ -750,7 +815,8 @@ struct WideWeightGradient {
   template <int PL, int NV>
   struct Fn {
     static void run(const ConvParams& p, const float* dy, const float* x, float* dw) {
-      if constexpr (SW == 1) wide_weight_gradient_rolling<PL, NV>(p, dy, x, dw);
+      if constexpr (SW == 1 && NV > kWeightStripVectors) wide_weight_gradient_strips<PL, NV>(p, dy, x, dw);
+      else if constexpr (SW == 1) wide_weight_gradient_rolling<PL, NV>(p, dy, x, dw);
       else wide_weight_gradient<SW, PL, NV>(p, dy, x, dw);
     }
   };
