@@ -5,10 +5,10 @@
 //    gradient over the tap vectors of the whole plane;
 //  - rows of up to 8 vectors (128 padded columns), stride 1 or 2: the forward in strips of up to
 //    4 output vectors down the plane over a rolling window of three rows' tap vectors (stride 1)
-//    or per output vector with the shared row in registers (stride 2), the weight gradient over a
-//    rolling window of whole rows (WideRows); stride 2's input gradient over a window of three
-//    padded rows of sums. Stride 1's input gradient is the forward over dy
-//    with the kernels turned (depthwise.cpp);
+//    or per output vector with the shared row in registers (stride 2), the weight gradient the
+//    same ways (stride 1 on rows of up to 4 vectors over a rolling window of whole rows,
+//    WideRows); stride 2's input gradient over a window of three padded rows of sums. Stride 1's
+//    input gradient is the forward over dy with the kernels turned (depthwise.cpp);
 //  - the separable 1-D form (rank-1 kernels up to 8 taps each way, stride 1): the column pass
 //    over a rolling window of kh padded rows into middle-row vectors, the row pass by lane shifts.
 //
@@ -391,33 +391,26 @@ inline void row_vector_masks(int64_t columns, int n, __mmask16* masks) {
   for (int v = 0; v < n; ++v) masks[v] = first_lanes_mask16(std::clamp<int64_t>(columns - 16 * v, 0, 16));
 }
 
-template <int SW, int PL, int NV>
+// A stride-1 row of up to NV vectors, loaded whole: the tap vectors of its NV output vectors.
+template <int PL, int NV>
 struct WideRows {
-  static constexpr int kOutVectors = SW == 1 ? NV : (NV + 1) / 2;  // output vectors per row
-  static constexpr int kPreloaded = 3 - SW;  // rows a window holds before output row 0
   __mmask16 in_mask[NV];
   explicit WideRows(const ConvParams& p) {
     row_vector_masks(p.w, NV, in_mask);
   }
-  // t[kx][v]: padded row r (of the plane x) at columns (16 v + j) * SW + kx for lane j, for the
-  // kOutVectors output vectors v
+  // t[kx][v]: padded row r (of the plane x) at column 16 v + j + kx for lane j
   void load(const ConvParams& p, const float* x, int64_t r, __m512 (*t)[NV]) const {
     const int64_t iy = r - p.pad_top;
     if (iy < 0 || iy >= p.h) {
       for (int kx = 0; kx < 3; ++kx)
-        for (int v = 0; v < kOutVectors; ++v) t[kx][v] = _mm512_setzero_ps();
+        for (int v = 0; v < NV; ++v) t[kx][v] = _mm512_setzero_ps();
       return;
     }
     __m512i padded[NV + 2];
     load_padded_row<PL, NV>(x + iy * p.w, in_mask, padded);
-    for (int v = 0; v < kOutVectors; ++v) {
+    for (int v = 0; v < NV; ++v) {
       __m512 tv[3];
-      if constexpr (SW == 1) {
-        taps_stride1_across(padded[v], padded[v + 1], tv);
-      } else {  // the even, odd and next even columns of each 32
-        taps_stride2_across(_mm512_castsi512_ps(padded[2 * v]), _mm512_castsi512_ps(padded[2 * v + 1]),
-                            _mm512_castsi512_ps(padded[2 * v + 2]), tv);
-      }
+      taps_stride1_across(padded[v], padded[v + 1], tv);
       for (int kx = 0; kx < 3; ++kx) t[kx][v] = tv[kx];
     }
   }
@@ -504,10 +497,13 @@ inline void strip_taps(const ConvParams& p, const float* x, const __mmask16* in_
     for (int kx = 0; kx < 3; ++kx) t[kx][v] = tv[kx];
   }
 }
+
 // Output vectors [v0, v0 + CNT) of a plane: its padded vectors [v0, v0 + CNT] give their taps.
+// (flatten: as weight_gradient_strip's, below)
 template <int PL, int CNT>
-void wide_strip(const ConvParams& p, const float* x, const __mmask16* in_masks,
-                const __mmask16* out_masks, const __m512* weights, __m512 bv, int v0, float* y) {
+__attribute__((flatten)) void wide_strip(const ConvParams& p, const float* x,
+                                         const __mmask16* in_masks, const __mmask16* out_masks,
+                                         const __m512* weights, __m512 bv, int v0, float* y) {
   // local copies: read through the pointers, the weights were reloaded after every store (vector
   // types may alias floats) and the strips ran 1.5x slower
   __m512 wv[9];
@@ -544,14 +540,32 @@ void wide_plane_strips(const ConvParams& p, const float* x, const float* wk, flo
   }
 }
 
+// Stride 2: padded row r's tap vectors of output vector v, t[kx][j] = padded column
+// 2 (16 v + j) + kx (zeros outside the image): padded vectors 2v, 2v + 1, 2v + 2, each a masked
+// load straight off the input row (in_mask: padded_vector_masks).
+template <int PL>
+inline void stride2_taps(const ConvParams& p, const float* x, const __mmask16* in_mask, int64_t r,
+                         int v, __m512* t) {
+  const int64_t iy = r - p.pad_top;
+  if (iy < 0 || iy >= p.h) {
+    t[0] = t[1] = t[2] = _mm512_setzero_ps();
+    return;
+  }
+  const float* row = x + iy * p.w + 32 * v;  // padded vector 2v starts PL floats before it
+  const __m512 lo = _mm512_maskz_loadu_ps(in_mask[2 * v], lanes_before(row, PL));
+  const __m512 hi = _mm512_maskz_loadu_ps(in_mask[2 * v + 1], lanes_before(row + 16, PL));
+  const __m512 next = _mm512_maskz_loadu_ps(in_mask[2 * v + 2], lanes_before(row + 32, PL));
+  taps_stride2_across(lo, hi, next, t);
+}
+
 // Stride 2 (both ways): output row oy reads padded rows 2oy, 2oy + 1 and 2oy + 2. The odd row
 // serves that output row alone and the next even row serves it and the next one, so per output
 // vector the two new rows' tap vectors are made (two masked loads and three permutes a row: each
 // padded vector loaded straight from the input row, its mask covering the padding, no lane
-// shift) and the next even row's kept in registers for the following output row. The rolling
-// window of WideRows made both rows' taps for the whole row first and kept all three rows on the
-// stack: a tap vector was a store and up to three loads, and one thread ran (8,64,112,112) at
-// 1.81 ms (17.7 GB/s, against its 25 GB/s streaming rate).
+// shift) and the next even row's kept in registers for the following output row. A rolling
+// window over whole rows made both rows' taps for the whole row first and kept all three rows on
+// the stack: a tap vector was a store and up to three loads, and one thread ran (8,64,112,112)
+// at 1.81 ms (17.7 GB/s, against its 25 GB/s streaming rate).
 template <int PL, int NV>
 void wide_plane_stride2(const ConvParams& p, const float* x, const float* wk, float bias, float* y) {
   constexpr int NO = (NV + 1) / 2;  // output vectors per row
@@ -561,19 +575,7 @@ void wide_plane_stride2(const ConvParams& p, const float* x, const float* wk, fl
   __mmask16 out_mask[NO];
   __m512 wv[9], bv;
   wide_plane_constants<NO>(p, wk, bias, out_mask, wv, bv);
-  // t[kx][j] = padded column 2 (16 v + j) + kx of padded row r (zeros outside the image)
-  auto taps = [&](int64_t r, int v, __m512* t) {
-    const int64_t iy = r - p.pad_top;
-    if (iy < 0 || iy >= p.h) {
-      t[0] = t[1] = t[2] = _mm512_setzero_ps();
-      return;
-    }
-    const float* row = x + iy * p.w + 32 * v;  // padded vector 2v starts PL floats before it
-    const __m512 lo = _mm512_maskz_loadu_ps(in_mask[2 * v], lanes_before(row, PL));
-    const __m512 hi = _mm512_maskz_loadu_ps(in_mask[2 * v + 1], lanes_before(row + 16, PL));
-    const __m512 next = _mm512_maskz_loadu_ps(in_mask[2 * v + 2], lanes_before(row + 32, PL));
-    taps_stride2_across(lo, hi, next, t);
-  };
+  auto taps = [&](int64_t r, int v, __m512* t) { stride2_taps<PL>(p, x, in_mask, r, v, t); };
   __m512 top[NO][3];  // padded row 2oy's taps, per output vector
   for (int v = 0; v < NO; ++v) taps(0, v, top[v]);
   for (int64_t oy = 0; oy < p.out_h; ++oy) {
@@ -588,68 +590,42 @@ void wide_plane_stride2(const ConvParams& p, const float* x, const float* wk, fl
   }
 }
 
-// The weight gradient over the same rolling window: per output row and vector, the dy vector
-// (zero past out_w) times each tap vector into nine sums; a channel per thread, images in order.
-template <int SW, int PL, int NV>
-void wide_weight_gradient(const ConvParams& p, const float* dy, const float* x, float* dw) {
-  using Rows = WideRows<SW, PL, NV>;
-  constexpr int NO = Rows::kOutVectors;
+// dW[c] for every channel c: add_plane(x plane, dy plane, sums) adds one image's products into
+// nine vector sums, images in order, one channel a thread (the result does not depend on the
+// thread count), the sums reduced across lanes at the end.
+template <typename AddPlane>
+void each_channel_sums(const ConvParams& p, const float* dy, const float* x, float* dw,
+                       AddPlane add_plane) {
   const int64_t in_plane = p.h * p.w, out_plane = p.out_h * p.out_w;
-  const Rows rows_of(p);
-  __mmask16 out_mask[NO];
-  row_vector_masks(p.out_w, NO, out_mask);
 #pragma omp parallel for schedule(static) num_threads(num_threads())
   for (int64_t c = 0; c < p.c; ++c) {
     if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
     __m512 acc[9];
     for (int t = 0; t < 9; ++t) acc[t] = _mm512_setzero_ps();
-    __m512 win[3][3][NV];
-    for (int64_t n = 0; n < p.n; ++n) {
-      const float* xp = x + (n * p.c + c) * in_plane;
-      const float* dyp = dy + (n * p.c + c) * out_plane;
-      for (int r = 0; r < Rows::kPreloaded; ++r) rows_of.load(p, xp, r, win[r]);
-      for (int64_t oy = 0; oy < p.out_h; ++oy) {
-        const int64_t r0 = oy * SW;
-        for (int64_t r = r0 + Rows::kPreloaded; r < r0 + 3; ++r) rows_of.load(p, xp, r, win[r % 3]);
-        const int rows[3] = {int(r0 % 3), int((r0 + 1) % 3), int((r0 + 2) % 3)};
-        for (int v = 0; v < NO; ++v) {
-          const __m512 d = _mm512_maskz_loadu_ps(out_mask[v], dyp + oy * p.out_w + 16 * v);
-          add_nine_products<NV>(acc, d, win[rows[0]], win[rows[1]], win[rows[2]], v);
-        }
-      }
-    }
+    for (int64_t n = 0; n < p.n; ++n)
+      add_plane(x + (n * p.c + c) * in_plane, dy + (n * p.c + c) * out_plane, acc);
     for (int t = 0; t < 9; ++t) dw[c * 9 + t] = _mm512_reduce_add_ps(acc[t]);
   }
 }
 
-// Stride 1: the same sums with the window unrolled by three (roll_three_rows), so the tap
-// vectors are not written to the stack and read back for every output row.
+// The weight gradient, stride 1, rows of up to 4 vectors: per output row and vector, the dy
+// vector (zero past out_w) times each of the three rows' tap vectors into nine sums, over a
+// window of whole rows unrolled by three (roll_three_rows); a channel per thread, images in order.
 template <int PL, int NV>
 void wide_weight_gradient_rolling(const ConvParams& p, const float* dy, const float* x, float* dw) {
-  using Rows = WideRows<1, PL, NV>;
   using Taps = WideTaps<NV>;
-  const int64_t in_plane = p.h * p.w, out_plane = p.out_h * p.out_w;
-  const Rows rows_of(p);
+  const WideRows<PL, NV> rows_of(p);
   __mmask16 out_mask[NV];
   row_vector_masks(p.out_w, NV, out_mask);
-#pragma omp parallel for schedule(static) num_threads(num_threads())
-  for (int64_t c = 0; c < p.c; ++c) {
-    if (interrupted()) continue;  // Ctrl-C: see cpu/parallel.h
-    __m512 acc[9];
-    for (int t = 0; t < 9; ++t) acc[t] = _mm512_setzero_ps();
-    for (int64_t n = 0; n < p.n; ++n) {
-      const float* xp = x + (n * p.c + c) * in_plane;
-      const float* dyp = dy + (n * p.c + c) * out_plane;
-      auto add_row = [&](int64_t oy, const Taps& r0, const Taps& r1, const Taps& r2) {
-        for (int v = 0; v < NV; ++v) {
-          const __m512 d = _mm512_maskz_loadu_ps(out_mask[v], dyp + oy * p.out_w + 16 * v);
-          add_nine_products<NV>(acc, d, r0, r1, r2, v);
-        }
-      };
-      roll_three_rows<Taps>(p.out_h, [&](int64_t r, Taps& t) { rows_of.load(p, xp, r, t); }, add_row);
-    }
-    for (int t = 0; t < 9; ++t) dw[c * 9 + t] = _mm512_reduce_add_ps(acc[t]);
-  }
+  each_channel_sums(p, dy, x, dw, [&](const float* xp, const float* dyp, __m512* acc) {
+    auto add_row = [&](int64_t oy, const Taps& r0, const Taps& r1, const Taps& r2) {
+      for (int v = 0; v < NV; ++v) {
+        const __m512 d = _mm512_maskz_loadu_ps(out_mask[v], dyp + oy * p.out_w + 16 * v);
+        add_nine_products<NV>(acc, d, r0, r1, r2, v);
+      }
+    };
+    roll_three_rows<Taps>(p.out_h, [&](int64_t r, Taps& t) { rows_of.load(p, xp, r, t); }, add_row);
+  });
 }
 
 // Rows of more than kWeightStripVectors output vectors (112-wide maps: 7): the same sums in the
@@ -662,10 +638,14 @@ void wide_weight_gradient_rolling(const ConvParams& p, const float* dy, const fl
 constexpr int kWeightStripVectors = 4;
 
 // sums[9] += the products of output vectors [v0, v0 + CNT) of one plane (x, its dy)
+// (flatten: everything it calls inlined, whatever the inliner's budget for this file has left.
+// Left to the heuristics, the strip's tap loads went out of line and its taps through the stack
+// once this file grew by the stride-2 weight gradient: (2,32,112,112) 0.20 -> 0.28 ms.)
 template <int PL, int CNT>
-void weight_gradient_strip(const ConvParams& p, const float* x, const float* dy,
-                           const __mmask16* in_masks, const __mmask16* out_masks, int v0,
-                           __m512* sums) {
+__attribute__((flatten)) void weight_gradient_strip(const ConvParams& p, const float* x,
+                                                    const float* dy, const __mmask16* in_masks,
+                                                    const __mmask16* out_masks, int v0,
+                                                    __m512* sums) {
   __m512 acc[9];  // local copies, in registers down the strip
   for (int t = 0; t < 9; ++t) acc[t] = sums[t];
   __mmask16 in_mask[CNT + 1], out_mask[CNT];
@@ -684,6 +664,8 @@ void weight_gradient_strip(const ConvParams& p, const float* x, const float* dy,
 
 template <int PL, int NV>
 void wide_weight_gradient_strips(const ConvParams& p, const float* dy, const float* x, float* dw) {
+  // (not through each_channel_sums: with the strips inside its lambda, (2,32,112,112) ran 0.20
+  // -> 0.28 ms)
   const int64_t in_plane = p.h * p.w, out_plane = p.out_h * p.out_w;
   __mmask16 in_mask[NV + 1], out_mask[NV];
   padded_vector_masks(p.w, PL, NV + 1, in_mask);
@@ -708,6 +690,34 @@ void wide_weight_gradient_strips(const ConvParams& p, const float* dy, const flo
     }
     for (int t = 0; t < 9; ++t) dw[c * 9 + t] = _mm512_reduce_add_ps(acc[t]);
   }
+}
+
+// Stride 2: the forward's walk (wide_plane_stride2), each output vector's dy times its three
+// padded rows' taps into the nine sums, the shared even row's taps kept in registers for the next
+// output row (9 sums + 3 x 4 kept + 6 new + dy: 28 registers on 112-wide maps). A whole-row
+// window had kept all three rows' taps of every output vector, 36 tap vectors, on the stack.
+// Kernel alone, best of runs, one thread / two: (8,64,112,112) 1.93 -> 1.56 / 0.87 -> 0.74 ms,
+// (8,128,56,56) 0.58 -> 0.43 / 0.26 -> 0.18; 28x28 maps even.
+template <int PL, int NV>
+void wide_weight_gradient_stride2(const ConvParams& p, const float* dy, const float* x, float* dw) {
+  constexpr int NO = (NV + 1) / 2;  // output vectors per row
+  constexpr int NP = 2 * NO + 1;    // padded vectors they read
+  __mmask16 in_mask[NP], out_mask[NO];
+  padded_vector_masks(p.w, PL, NP, in_mask);
+  row_vector_masks(p.out_w, NO, out_mask);
+  each_channel_sums(p, dy, x, dw, [&](const float* xp, const float* dyp, __m512* acc) {
+    __m512 top[NO][3];
+    for (int v = 0; v < NO; ++v) stride2_taps<PL>(p, xp, in_mask, 0, v, top[v]);
+    for (int64_t oy = 0; oy < p.out_h; ++oy)
+      for (int v = 0; v < NO; ++v) {
+        __m512 mid[3], bottom[3];
+        stride2_taps<PL>(p, xp, in_mask, 2 * oy + 1, v, mid);
+        stride2_taps<PL>(p, xp, in_mask, 2 * oy + 2, v, bottom);
+        const __m512 d = _mm512_maskz_loadu_ps(out_mask[v], dyp + oy * p.out_w + 16 * v);
+        add_nine_products(acc, d, top[v], mid, bottom);
+        for (int kx = 0; kx < 3; ++kx) top[v][kx] = bottom[kx];
+      }
+  });
 }
 
 // fn<PL, NV>(args...) for the call's left pad and vectors per row
@@ -817,7 +827,7 @@ struct WideWeightGradient {
     static void run(const ConvParams& p, const float* dy, const float* x, float* dw) {
       if constexpr (SW == 1 && NV > kWeightStripVectors) wide_weight_gradient_strips<PL, NV>(p, dy, x, dw);
       else if constexpr (SW == 1) wide_weight_gradient_rolling<PL, NV>(p, dy, x, dw);
-      else wide_weight_gradient<SW, PL, NV>(p, dy, x, dw);
+      else wide_weight_gradient_stride2<PL, NV>(p, dy, x, dw);
     }
   };
 };
